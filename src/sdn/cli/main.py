@@ -1,0 +1,62 @@
+"""The ``sdn`` command: dispatches to one module per subcommand.
+
+Each subcommand module exposes ``main(argv: list[str]) -> int`` and a one-line ``SUMMARY``.
+User errors (:class:`sdn.errors.SdnError`) are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from sdn.errors import SdnError
+
+SUBCOMMANDS = {
+    "train": "sdn.cli.train",
+    "eval": "sdn.cli.eval",
+    "synth": "sdn.cli.synth",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: sdn <command> [options]", "", "commands:"]
+    for name, module_name in SUBCOMMANDS.items():
+        summary = getattr(importlib.import_module(module_name), "SUMMARY", "")
+        lines.append(f"  {name:<8} {summary}")
+    lines.append("")
+    lines.append("Run 'sdn <command> --help' for the options of a command.")
+    return "\n".join(lines)
+
+
+def run_guarded(entry, argv: list[str]) -> int:
+    """Run ``entry(argv)``; turn user errors into one line on stderr and exit status 2."""
+    try:
+        return int(entry(argv) or 0)
+    except SdnError as error:
+        print(f"sdn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sdn: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from sdn import __version__
+
+        print(f"sdn {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"sdn: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name])
+    return run_guarded(module.main, rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
