@@ -1,6 +1,6 @@
 """The ``sdn`` command: dispatches to one module per subcommand.
 
-Each subcommand module exposes ``main(argv: list[str]) -> int`` and a one-line ``SUMMARY``.
+Each subcommand module exposes ``main(argv: list[str]) -> int``.
 User errors (:class:`sdn.errors.SdnError`) are printed as one line and exit with status 2.
 """
 
@@ -11,17 +11,18 @@ import sys
 
 from sdn.errors import SdnError
 
+# name -> (module, one-line summary). Modules are imported only when their command runs,
+# so `sdn --help` does not pay for importing torch.
 SUBCOMMANDS = {
-    "train": "sdn.cli.train",
-    "eval": "sdn.cli.eval",
-    "synth": "sdn.cli.synth",
+    "train": ("sdn.cli.train", "train / fine-tune / test a model (the original train.py flags)"),
+    "eval": ("sdn.cli.eval", "video-level accuracy of a val.json (the original utils/eval_*.py)"),
+    "synth": ("sdn.cli.synth", "generate a small scene-biased action dataset"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: sdn <command> [options]", "", "commands:"]
-    for name, module_name in SUBCOMMANDS.items():
-        summary = getattr(importlib.import_module(module_name), "SUMMARY", "")
+    for name, (_, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name:<8} {summary}")
     lines.append("")
     lines.append("Run 'sdn <command> --help' for the options of a command.")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"sdn: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name])
+    module = importlib.import_module(SUBCOMMANDS[name][0])
     return run_guarded(module.main, rest)
 
 
