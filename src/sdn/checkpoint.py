@@ -1,0 +1,208 @@
+"""Checkpoints: the original format, read safely, written atomically.
+
+The original saved ``{'epoch': epoch + 1, 'arch': 'resnet-18', 'state_dict': ..., 'optimizer': ...}``
+with keys prefixed ``module.`` (DataParallel). sdn writes a superset of that dict, so original
+tools can read sdn checkpoints, and adds what an exact resume needs (both optimizers, schedulers,
+RNG states, configuration, class names, sdn version).
+
+Reading never runs code from the file: ``torch.load(weights_only=True)`` admits only tensors and
+plain containers. ``allow_pickle=True`` lifts that for files the user made and trusts.
+
+Key names are normalised on load: with or without ``module.``, with or without the
+``num_batches_tracked`` entries that PyTorch < 0.4.1 did not write.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sdn import __version__
+from sdn.errors import SdnError
+from sdn.io import atomic_write_bytes
+
+PREFIX = "module."
+
+
+def read_checkpoint(path: str, *, allow_pickle: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file onto the CPU; any problem is an ``SdnError`` naming the file."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except FileNotFoundError:
+        raise SdnError(f"{path}: checkpoint file not found") from None
+    except IsADirectoryError:
+        raise SdnError(f"{path}: is a directory, expected a checkpoint file (.pth)") from None
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unpickling failed"
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise SdnError(
+                f"{path}: refusing to load objects other than tensors and plain containers "
+                f"({first_line[:160]}); if you made this file yourself and trust it, pass --allow_pickle"
+            ) from None
+        raise SdnError(f"{path}: not a readable checkpoint ({first_line[:160]})") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SdnError(f"{path}: not a readable checkpoint ({message[:160]})") from None
+    if not isinstance(checkpoint, dict):
+        raise SdnError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def model_state(checkpoint: dict[str, Any], path: str) -> dict[str, torch.Tensor]:
+    """The checkpoint's model weights without ``module.``; a bare state dict is accepted too."""
+    state = checkpoint.get("state_dict", checkpoint)
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise SdnError(f"{path}: no 'state_dict' of tensors in the checkpoint")
+    return strip_prefix(state)
+
+
+def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {(key[len(PREFIX):] if key.startswith(PREFIX) else key): value for key, value in state.items()}
+
+
+def add_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys as the original wrote them (``module.``-prefixed), for format parity."""
+    return {PREFIX + key: value for key, value in state.items()}
+
+
+def check_arch(checkpoint: dict[str, Any], arch: str, path: str) -> None:
+    """The original asserted ``checkpoint['arch'] == opt.arch``; sdn says what differs."""
+    found = checkpoint.get("arch")
+    if found is None:
+        warnings.warn(f"{path}: checkpoint has no 'arch' entry; assuming it is a {arch}", stacklevel=2)
+    elif found != arch:
+        raise SdnError(f"{path}: checkpoint is a {found!r} model but the options build {arch!r} "
+                       f"(--model/--model_depth must match the checkpoint)")
+
+
+@dataclass
+class LoadReport:
+    """What a filtered (pretrain) load took from the file and what it left."""
+
+    loaded: list[str] = field(default_factory=list)
+    shape_mismatch: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    not_in_checkpoint: list[str] = field(default_factory=list)
+
+    def summary(self, path: str, total: int) -> str:
+        lines = [f"pretrained weights from {path}: loaded {len(self.loaded)} of {total} model entries"]
+        if self.shape_mismatch:
+            lines.append(f"  skipped (shape differs): {', '.join(self.shape_mismatch)}")
+        if self.unused:
+            lines.append(f"  skipped (not in this model): {_abbreviate(self.unused)}")
+        if self.not_in_checkpoint:
+            lines.append(f"  kept as initialised (not in the file): {_abbreviate(self.not_in_checkpoint)}")
+        return "\n".join(lines)
+
+
+def _abbreviate(names: list[str], limit: int = 8) -> str:
+    heads = sorted({name.rsplit(".", 2)[0] if name.count(".") >= 2 else name for name in names})
+    text = ", ".join(heads[:limit])
+    return text + (f", ... ({len(heads) - limit} more)" if len(heads) > limit else "")
+
+
+def load_pretrained(model: nn.Module, checkpoint: dict[str, Any], path: str, *, verbose: bool = True) -> LoadReport:
+    """The original ``--pretrain_path`` rule: copy every tensor whose name and shape match; drop the rest.
+
+    Unlike the original, a ``module.`` prefix on either side does not matter (the original silently
+    loaded nothing on CPU runs), the result is reported, and a warning is printed when less than
+    half of the model was matched.
+    """
+    source = model_state(checkpoint, path)
+    target = model.state_dict()
+    report = LoadReport()
+    kept = {}
+    for key, value in source.items():
+        if key not in target:
+            report.unused.append(key)
+        elif tuple(value.shape) != tuple(target[key].shape):
+            report.shape_mismatch.append(f"{key} {tuple(value.shape)} vs {tuple(target[key].shape)}")
+        else:
+            kept[key] = value
+            report.loaded.append(key)
+    report.not_in_checkpoint = [key for key in target if key not in kept]
+    target.update(kept)
+    model.load_state_dict(target)
+    if verbose:
+        print(report.summary(path, len(target)))
+    if len(kept) < len(target) / 2:
+        warnings.warn(f"{path}: only {len(kept)} of {len(target)} model entries matched the checkpoint; "
+                      "is it the right architecture and shortcut type?", stacklevel=2)
+    return report
+
+
+def load_for_resume(model: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
+    """Strict load (the original ``--resume_path``), tolerant only of absent ``num_batches_tracked``."""
+    source = model_state(checkpoint, path)
+    target = model.state_dict()
+    for key in target:
+        if key.endswith("num_batches_tracked") and key not in source:
+            source[key] = target[key]
+    missing = [key for key in target if key not in source]
+    unexpected = [key for key in source if key not in target]
+    wrong_shape = [key for key in target if key in source and source[key].shape != target[key].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {_abbreviate(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_abbreviate(unexpected)}")
+    if wrong_shape:
+        problems.append(f"shape differs for {_abbreviate(wrong_shape)}")
+    if problems:
+        raise SdnError(f"{path}: checkpoint does not fit the model built from the options ({'; '.join(problems)}); "
+                       "check --n_classes, the head flags and --resnet_shortcut, or use --pretrain_path for a "
+                       "partial load")
+    model.load_state_dict(source)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every random generator a run draws from, in a form ``weights_only`` loading accepts."""
+    algorithm, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [algorithm, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    algorithm, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((algorithm, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_checkpoint(*, next_epoch: int, arch: str, model: nn.Module, optimizer_state: dict | None,
+                    **extra: Any) -> dict[str, Any]:
+    """The original four keys (``epoch`` is the epoch to start from on resume), then sdn's extras."""
+    checkpoint = {
+        "epoch": next_epoch,
+        "arch": arch,
+        "state_dict": add_prefix(model.state_dict()),
+        "optimizer": optimizer_state,
+    }
+    checkpoint.update(extra)
+    checkpoint["sdn_version"] = __version__
+    return checkpoint
+
+
+def save_checkpoint(path: str, checkpoint: dict[str, Any]) -> None:
+    """Serialise in memory, then write atomically: an interrupted save never replaces a good file."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,219 @@
+"""``sdn train`` (and ``python train.py``): the original train.py, every flag, one trainer.
+
+Start-up as the original (reference 2.1): parse, join the root path, derive scales/arch/mean/std,
+write ``opts.json``, pick the mode from ``--is_place_adv`` and the inverted ``--is_mask_adv``.
+Then seed, build the model (loading ``--pretrain_path`` by name and shape), the data, the
+optimizers, resume if asked, run the epochs, and test if asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from sdn.checkpoint import (check_arch, load_for_resume, load_pretrained, read_checkpoint,
+                            restore_rng_state)
+from sdn.config import build_parser, resolve, save_opts, training_mode
+from sdn.data.datasets import class_names_for, get_test_set, get_training_set, get_validation_set
+from sdn.data.transforms import (ClipNormalize, LoopPadding, TemporalRandomCrop, test_spatial_transform,
+                                 train_spatial_transform, val_spatial_transform)
+from sdn.engine.objectives import build_objective
+from sdn.engine.optim import OptimizerSchedule
+from sdn.engine.testing import run_test
+from sdn.engine.trainer import EpochLoader, Trainer, open_logs
+from sdn.errors import SdnError
+from sdn.models import build_model
+
+BANNERS = {
+    "baseline": "training a baseline model",
+    "place_adv": "training a SDN model with scene adv loss only",
+    "full": "training a full SDN model",
+}
+
+NO_MODE_MESSAGE = (
+    "neither --is_place_adv nor --is_mask_adv was given, and the original train.py then silently does "
+    "nothing. --is_mask_adv is a store_false flag: passing it DISABLES the human-mask branch. Pass "
+    "--is_mask_adv for a baseline model, --is_place_adv --is_mask_adv for the scene-adversarial model, "
+    "or --is_place_adv alone (with --is_mask_entropy) for the full SDN model"
+)
+
+
+def build_sdn_model(opt: argparse.Namespace) -> nn.Module:
+    return build_model(
+        opt.model,
+        opt.model_depth,
+        n_classes=opt.n_classes,
+        sample_size=opt.sample_size,
+        sample_duration=opt.sample_duration,
+        resnet_shortcut=opt.resnet_shortcut,
+        wide_resnet_k=opt.wide_resnet_k,
+        resnext_cardinality=opt.resnext_cardinality,
+        with_place_head=opt.is_place_adv,
+        with_hm_head=opt.is_mask_adv,
+        num_places_classes=opt.num_places_classes,
+        num_place_hidden_layers=opt.num_place_hidden_layers,
+        num_hm_hidden_layers=opt.num_human_mask_adv_hidden_layers,
+        alpha=opt.alpha,
+        alpha_hm=opt.alpha_hm,
+        head_bn_init=opt.head_bn_init,
+        detach_shortcut_a=not opt.shortcut_a_gradient,
+    )
+
+
+def apply_pretrain(model: nn.Module, opt: argparse.Namespace) -> None:
+    """``--pretrain_path``: load by name and shape, then replace the classifier unless told not to."""
+    checkpoint = read_checkpoint(opt.pretrain_path, allow_pickle=opt.allow_pickle)
+    check_arch(checkpoint, opt.arch, opt.pretrain_path)
+    load_pretrained(model, checkpoint, opt.pretrain_path)
+    if not opt.not_replace_last_fc:
+        model.replace_classifier(opt.n_finetune_classes)
+
+
+def normalization(opt: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """The original ``norm_method``: mean subtraction only by default; --no_mean_norm is ignored with --std_norm."""
+    if opt.no_mean_norm and not opt.std_norm:
+        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    if not opt.std_norm:
+        return list(opt.mean), [1.0, 1.0, 1.0]
+    return list(opt.mean), list(opt.std)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _loader(dataset, opt: argparse.Namespace, *, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
+            device: torch.device, stream: int) -> EpochLoader:
+    return EpochLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, workers=workers,
+                       pin_memory=device.type == "cuda", seed=opt.manual_seed, stream=stream)
+
+
+def _as_list(datasets) -> list:
+    return list(datasets) if isinstance(datasets, (tuple, list)) else [datasets]
+
+
+def training_loaders(opt: argparse.Namespace, mode: str, device: torch.device) -> list[EpochLoader]:
+    spatial = train_spatial_transform(opt.train_crop, opt.scales, opt.sample_size)
+    datasets = _as_list(get_training_set(opt, spatial, TemporalRandomCrop(opt.sample_duration)))
+    _check_mode_data(mode, datasets, opt)
+    workers = opt.n_threads // 2 if len(datasets) == 2 else opt.n_threads
+    drop_last = mode != "baseline"
+    return [_loader(d, opt, batch_size=opt.batch_size, shuffle=True, drop_last=drop_last, workers=workers,
+                    device=device, stream=i) for i, d in enumerate(datasets)]
+
+
+def validation_loaders(opt: argparse.Namespace, mode: str, device: torch.device) -> list[EpochLoader]:
+    spatial = val_spatial_transform(opt.sample_size)
+    datasets = _as_list(get_validation_set(opt, spatial, LoopPadding(opt.sample_duration)))
+    _check_mode_data(mode, datasets, opt)
+    workers = opt.n_threads // 2 if len(datasets) == 2 else opt.n_threads
+    drop_last = mode != "baseline"
+    return [_loader(d, opt, batch_size=opt.val_batch_size, shuffle=False, drop_last=drop_last, workers=workers,
+                    device=device, stream=10 + i) for i, d in enumerate(datasets)]
+
+
+def _check_mode_data(mode: str, datasets: list, opt: argparse.Namespace) -> None:
+    """The original crashed deep inside the loop when mode and dataset did not fit; say it up front."""
+    needed = {"baseline": None, "place_adv": "kinetics_adv", "full": "kinetics_adv_msk"}[mode]
+    if mode == "place_adv" and opt.dataset not in ("kinetics_adv", "kinetics_adv_msk"):
+        raise SdnError(f"--is_place_adv needs scene pseudo labels: use --dataset {needed} (got {opt.dataset})")
+    if mode == "full" and len(datasets) != 2:
+        raise SdnError(f"the full SDN mode needs masked and unmasked clips: use --dataset {needed} (got {opt.dataset})")
+
+
+def _check_classes(model: nn.Module, class_names: list[str], opt: argparse.Namespace) -> None:
+    outputs = getattr(model, model.classifier_name).out_features
+    if len(class_names) > outputs:
+        raise SdnError(f"{opt.annotation_path}: {len(class_names)} classes but the model's classifier has {outputs} "
+                       "outputs; set --n_classes (or --n_finetune_classes when fine-tuning)")
+    if len(class_names) < outputs:
+        print(f"note: the classifier has {outputs} outputs for {len(class_names)} classes in {opt.annotation_path}")
+
+
+def resume(opt: argparse.Namespace, model: nn.Module, schedule: OptimizerSchedule | None) -> int:
+    """``--resume_path``: strict weights; with training, optimizers, schedulers and RNG too. Returns the begin epoch."""
+    checkpoint = read_checkpoint(opt.resume_path, allow_pickle=opt.allow_pickle)
+    check_arch(checkpoint, opt.arch, opt.resume_path)
+    load_for_resume(model, checkpoint, opt.resume_path)
+    begin_epoch = int(checkpoint.get("epoch", opt.begin_epoch))
+    if schedule is not None:
+        if "optimizers" in checkpoint:
+            schedule.load_state_dict(checkpoint)
+        elif checkpoint.get("optimizer") is not None:
+            schedule.load_original(checkpoint["optimizer"], begin_epoch - 1)
+        if "rng_state" in checkpoint:
+            restore_rng_state(checkpoint["rng_state"])
+    print(f"resumed from {opt.resume_path} (epoch {begin_epoch})")
+    return begin_epoch
+
+
+def run(opt: argparse.Namespace) -> int:
+    mode = training_mode(opt)
+    if mode is None:
+        raise SdnError(NO_MODE_MESSAGE)
+    os.makedirs(opt.result_path, exist_ok=True)
+    print(opt)
+    save_opts(opt, os.path.join(opt.result_path, "opts.json"))
+    print(BANNERS[mode])
+
+    seed_everything(opt.manual_seed)
+    device = torch.device("cuda" if torch.cuda.is_available() and not opt.no_cuda else "cpu")
+    model = build_sdn_model(opt)
+    if opt.pretrain_path:
+        apply_pretrain(model, opt)
+    model = model.to(device)
+    if opt.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    class_names = class_names_for(opt)
+    _check_classes(model, class_names, opt)
+    print(f"model {opt.arch}: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
+
+    normalize = ClipNormalize(*normalization(opt), opt.norm_value).to(device)
+    memory_format = torch.channels_last_3d if opt.channels_last else torch.contiguous_format
+
+    def prepare(clip: torch.Tensor) -> torch.Tensor:
+        return normalize(clip).contiguous(memory_format=memory_format)
+
+    objective = build_objective(mode, opt)
+    train_loaders = training_loaders(opt, mode, device) if not opt.no_train else []
+    val_loaders = validation_loaders(opt, mode, device) if not opt.no_val else []
+    schedule = OptimizerSchedule(model, opt, pretrained=bool(opt.pretrain_path)) if train_loaders else None
+    begin_epoch = resume(opt, model, schedule) if opt.resume_path else opt.begin_epoch
+
+    logs = open_logs(opt.result_path, objective, train=bool(train_loaders), val=bool(val_loaders),
+                     append=bool(opt.resume_path), tensorboard=not opt.no_tensorboard and bool(train_loaders))
+    trainer = Trainer(opt=opt, model=model, objective=objective, schedule=schedule, device=device,
+                      prepare=prepare, logs=logs, class_names=class_names)
+    print("run")
+    for epoch in range(begin_epoch, opt.n_epochs + 1):
+        if train_loaders:
+            trainer.train_epoch(epoch, train_loaders)
+        if val_loaders:
+            val_metrics = trainer.validate(epoch, val_loaders)
+            if train_loaders:
+                schedule.scheduler_for(epoch).step(val_metrics[objective.total_column])
+        if train_loaders and epoch % opt.checkpoint == 0:
+            trainer.save(epoch, os.path.join(opt.result_path, f"save_{epoch}.pth"))
+    logs.close()
+
+    if opt.test:
+        spatial = test_spatial_transform(opt.sample_size, opt.scale_in_test, opt.crop_position_in_test)
+        test_set = get_test_set(opt, spatial, LoopPadding(opt.sample_duration))
+        loader = _loader(test_set, opt, batch_size=opt.val_batch_size, shuffle=False, drop_last=False,
+                         workers=opt.n_threads, device=device, stream=20)
+        run_test(model, loader.epoch(0), prepare, test_set.class_names,
+                 os.path.join(opt.result_path, f"{opt.test_subset}.json"),
+                 softmax=not opt.no_softmax_in_test, progress=not opt.no_progress)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    opt = resolve(build_parser().parse_args(argv))
+    return run(opt)

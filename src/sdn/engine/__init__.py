@@ -1,0 +1,1 @@
+"""Training, validation and test: one trainer, three objectives."""

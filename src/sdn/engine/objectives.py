@@ -1,0 +1,184 @@
+"""What one training iteration computes, for each of the three SDN modes (reference section 9).
+
+An objective turns the batches of one iteration into a sequence of losses. The trainer takes one
+optimizer step per loss, in order, so the full mode's two steps (unmasked batch, then masked
+batch) happen exactly as in the original: forward A, backward A, step A, forward B, backward B,
+step B. Losses are produced lazily (a generator), so the masked forward pass sees the weights
+after step A.
+
+Each yielded ``Step`` carries the loss and the numbers to log, as ``{column: (value, count)}``,
+so epoch means are weighted by batch size as the original's ``AverageMeter``. ``columns`` are the
+original log columns of the mode; ``extra_columns`` are sdn's additions, written after them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from torch import Tensor, nn
+
+from sdn.losses import EntropyLoss, scene_loss, top1_correct
+from sdn.models import SDNOutput
+
+Model = Callable[[Tensor], SDNOutput]
+
+
+@dataclass
+class Step:
+    """One loss to back-propagate, and the values it contributes to the logs."""
+
+    loss: Tensor
+    metrics: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+def _acc(logits: Tensor, target: Tensor) -> tuple[float, int]:
+    n = logits.shape[0]
+    return (top1_correct(logits, target) / n if n else 0.0), n
+
+
+def _val(value: Tensor, n: int) -> tuple[float, int]:
+    return value.item(), n
+
+
+class Baseline:
+    """Action cross entropy only (``main_baseline_model``)."""
+
+    name = "baseline"
+    n_loaders = 1
+    columns = ["loss", "acc"]
+    extra_columns: list[str] = []
+    total_column = "loss"
+    accuracy_column = "acc"
+
+    def __init__(self) -> None:
+        self.action_loss = nn.CrossEntropyLoss()
+
+    def steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
+        batch = batches[0]
+        out = model(batch["clip"])
+        loss = self.action_loss(out.action, batch["label"])
+        n = batch["label"].shape[0]
+        yield Step(loss, {"loss": _val(loss, n), "acc": _acc(out.action, batch["label"])})
+
+    validation_steps = steps
+
+
+class SceneAdversarial:
+    """Action cross entropy + scene loss through the place head's gradient reversal (``train_adv_epoch``).
+
+    The optional place entropy term is active from ``warm_up_epochs`` on; in training it is
+    weighted by ``weight_entropy_loss``, in validation added unweighted (both as the original).
+    """
+
+    name = "place_adv"
+    n_loaders = 1
+    columns = ["loss total", "loss act", "loss place", "acc act", "acc place"]
+    extra_columns: list[str] = []
+    total_column = "loss total"
+    accuracy_column = "acc act"
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        self.action_loss = nn.CrossEntropyLoss()
+        self.place_loss = scene_loss(opt.is_place_soft)
+        self.place_entropy = EntropyLoss(maximize=opt.is_entropy_max) if opt.is_place_entropy else None
+        self.entropy_from_epoch = opt.warm_up_epochs
+        self.entropy_weight = opt.weight_entropy_loss
+
+    def _scene_step(self, model: Model, batch: dict, epoch: int, entropy_weight: float) -> Step:
+        out = model(batch["clip"])
+        loss_act = self.action_loss(out.action, batch["label"])
+        loss_place = self.place_loss(out.place, batch["place"])
+        loss = loss_act + loss_place
+        if self.place_entropy is not None and epoch >= self.entropy_from_epoch:
+            loss = loss + entropy_weight * self.place_entropy(out.place)
+        n = batch["label"].shape[0]
+        return Step(loss, {
+            "loss total": _val(loss, n),
+            "loss act": _val(loss_act, n),
+            "loss place": _val(loss_place, n),
+            "acc act": _acc(out.action, batch["label"]),
+            "acc place": _acc(out.place, batch["place"]),
+        })
+
+    def steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
+        yield self._scene_step(model, batches[0], epoch, self.entropy_weight)
+
+    def validation_steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
+        yield self._scene_step(model, batches[0], epoch, 1.0)
+
+
+class MaskLoss:
+    """The human-mask loss on a masked clip, in one of three named variants.
+
+    * ``original`` (the README's ``--is_mask_entropy``): -H of the separate hm head, which sits behind
+      its own gradient reversal layer. The head is pushed towards uniform predictions on masked clips;
+      the backbone receives the reversed gradient, i.e. it is pushed to make the hm head *confident*.
+      The action classifier gets no gradient. This is what the released code does.
+    * ``cross_entropy`` (``--is_mask_cross_entropy``): cross entropy of the hm head against the action
+      label, through the reversal: the backbone is pushed to remove action evidence outside the actor.
+    * ``paper``: the paper's confusion loss, -H of the ordinary action classifier on masked clips, no
+      reversal: the whole network is pushed to be uncertain when the actor is hidden.
+    """
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+        self.entropy_max = EntropyLoss(maximize=True)
+        self.cross_entropy = nn.CrossEntropyLoss()
+
+    def logits(self, out: SDNOutput) -> Tensor:
+        return out.action if self.variant == "paper" else out.hm
+
+    def __call__(self, out: SDNOutput, label: Tensor) -> Tensor:
+        logits = self.logits(out)
+        if self.variant == "cross_entropy":
+            return self.cross_entropy(logits, label)
+        return self.entropy_max(logits)
+
+
+class FullSDN(SceneAdversarial):
+    """Scene-adversarial step on an unmasked batch, then the mask step on a human-masked batch.
+
+    The two batches come from two independently shuffled loaders (``train_adv_msk_epoch``).
+    The mask loss and accuracy, which the original only printed, are logged as extra columns.
+    """
+
+    name = "full"
+    n_loaders = 2
+    extra_columns = ["loss mask", "acc mask", "masked share"]
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        self.mask_loss = MaskLoss(opt.mask_loss)
+
+    def _mask_step(self, model: Model, batch: dict) -> Step:
+        out = model(batch["clip"])
+        loss = self.mask_loss(out, batch["label"])
+        n = batch["label"].shape[0]
+        masked = batch["is_masking"].float().mean().item() if n else 0.0
+        return Step(loss, {
+            "loss mask": _val(loss, n),
+            "acc mask": _acc(self.mask_loss.logits(out), batch["label"]),
+            "masked share": (masked, n),
+        })
+
+    def steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
+        yield self._scene_step(model, batches[0], epoch, self.entropy_weight)
+        yield self._mask_step(model, batches[1])
+
+    def validation_steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
+        yield self._scene_step(model, batches[0], epoch, 1.0)
+        yield self._mask_step(model, batches[1])
+
+
+Objective = Baseline | SceneAdversarial | FullSDN
+
+
+def build_objective(mode: str, opt: argparse.Namespace) -> Objective:
+    if mode == "baseline":
+        return Baseline()
+    if mode == "place_adv":
+        return SceneAdversarial(opt)
+    return FullSDN(opt)
+

@@ -1,0 +1,62 @@
+"""Test: clip scores averaged per video, written as ``{test_subset}.json`` (reference section 10).
+
+Same format and merge rule as the original ``libs/test.py`` (consecutive clips of one video id are
+averaged; a later run of the same id replaces the earlier one; top-k entries highest first), without
+its bugs: the last video is included, fewer than 10 classes work (k = min(10, classes)), and a
+model with SDN heads is tested on its action logits.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from sdn.io import atomic_write_json
+
+TOP_K = 10
+
+
+def video_result(scores: list[Tensor], class_names: list[str]) -> list[dict]:
+    mean = torch.stack(scores).mean(dim=0)
+    values, indices = mean.topk(min(TOP_K, mean.numel()))
+    return [{"label": class_names[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
+
+
+@torch.no_grad()
+def run_test(
+    model: nn.Module,
+    loader: DataLoader,
+    prepare: Callable[[Tensor], Tensor],
+    class_names: list[str],
+    output_path: str,
+    *,
+    softmax: bool = True,
+    progress: bool = True,
+) -> dict[str, list[dict]]:
+    """Score every clip of ``loader`` and write the per-video results to ``output_path``."""
+    model.eval()
+    results: dict[str, list[dict]] = {}
+    current_id, buffer = None, []
+    for i, batch in enumerate(tqdm(loader, desc="test", disable=not progress, unit="batch")):
+        scores = model(prepare(batch["clip"])).action.float()
+        if softmax:
+            scores = F.softmax(scores, dim=1)
+        for video_id, clip_scores in zip(batch["video_id"], scores.cpu()):
+            if video_id != current_id and buffer:
+                results[current_id] = video_result(buffer, class_names)
+                buffer = []
+            current_id = video_id
+            buffer.append(clip_scores)
+        if i % 100 == 0:
+            atomic_write_json(output_path, {"results": results})
+    if buffer:
+        results[current_id] = video_result(buffer, class_names)
+    atomic_write_json(output_path, {"results": results})
+    print(f"wrote {len(results)} videos to {os.path.abspath(output_path)}")
+    return results

@@ -1,0 +1,53 @@
+"""The losses of SDN (reference section 9.1).
+
+* action loss: ordinary cross entropy on the action logits;
+* scene loss: cross entropy against a probability vector (soft pseudo labels) or a class index;
+* entropy loss (the original ``HLoss``): +H by default, -H with ``maximize=True``.
+
+Signs matter: minimising ``EntropyLoss(maximize=True)`` *raises* the entropy of the logits it
+sees. Through a gradient reversal layer the backbone then receives the opposite push (9.3).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class SoftCrossEntropy(nn.Module):
+    """Mean over the batch of ``sum_c -target_c * log_softmax(logits)_c``.
+
+    Targets are used as given (not renormalised), as the original. They are cast to the logits'
+    dtype: under PyTorch 0.4.1 they had to be float32, while today a float64 target would silently
+    turn the whole loss into float64.
+    """
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        target = target.to(dtype=logits.dtype)
+        return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+class EntropyLoss(nn.Module):
+    """Mean entropy of ``softmax(logits)``: returns +H, or -H when ``maximize`` (original ``HLoss``)."""
+
+    def __init__(self, maximize: bool = False):
+        super().__init__()
+        self.maximize = maximize
+
+    def forward(self, logits: Tensor) -> Tensor:
+        log_p = F.log_softmax(logits, dim=1)
+        entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
+        return -entropy if self.maximize else entropy
+
+
+def scene_loss(soft: bool) -> nn.Module:
+    """The place loss: soft cross entropy for probability targets, plain cross entropy for indices."""
+    return SoftCrossEntropy() if soft else nn.CrossEntropyLoss()
+
+
+def top1_correct(logits: Tensor, target: Tensor) -> int:
+    """Number of samples whose arg-max equals the target (soft targets through their arg-max)."""
+    if target.dim() == 2:
+        target = target.argmax(dim=1)
+    return int((logits.argmax(dim=1) == target).sum().item())
+
