@@ -31,7 +31,8 @@ import torchvision
 from PIL import Image, ImageDraw
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from sdn.data.transforms import ClipNormalize, TemporalRandomCrop, get_mean, get_std, train_spatial_transform
+from sdn.data.mean_std import get_mean, get_std
+from sdn.data.transforms import ClipNormalize, TemporalRandomCrop, train_spatial_transform
 from sdn.data.video import FrameFolder
 
 SIZE, DURATION = 112, 16

@@ -26,12 +26,11 @@ from sdn.data.transforms import (
     TemporalBeginCrop,
     TemporalCenterCrop,
     TemporalRandomCrop,
-    get_mean,
-    get_std,
     test_spatial_transform,
     train_spatial_transform,
     val_spatial_transform,
 )
+from sdn.data.mean_std import get_mean, get_std
 from sdn.data.video import FrameFolder
 from sdn.errors import SdnError
 

@@ -16,6 +16,7 @@ import argparse
 import os
 from typing import Sequence
 
+from sdn.data.mean_std import get_mean, get_std
 from sdn.errors import SdnError
 from sdn.io import atomic_write_json
 
@@ -31,13 +32,6 @@ DATASETS = (
 )
 MODELS = ("resnet", "preresnet", "wideresnet", "resnext", "densenet")
 MASK_LOSSES = ("original", "paper", "cross_entropy")
-
-MEAN = {
-    "activitynet": (114.7748, 107.7354, 99.4750),
-    "kinetics": (110.63666788, 103.16065604, 96.29023126),
-}
-STD = (38.7568578, 37.88248729, 40.02898126)
-
 
 def _add_original_options(parser: argparse.ArgumentParser) -> None:
     """The options of the original libs/opts.py, in its definition order."""
@@ -184,16 +178,6 @@ def compute_scales(initial_scale: float, n_scales: int, scale_step: float) -> li
     for _ in range(1, n_scales):
         scales.append(scales[-1] * scale_step)
     return scales
-
-
-def get_mean(norm_value: float = 1, dataset: str = "activitynet") -> list[float]:
-    if dataset not in MEAN:
-        raise SdnError(f"--mean_dataset {dataset!r}: must be one of {', '.join(MEAN)}")
-    return [value / norm_value for value in MEAN[dataset]]
-
-
-def get_std(norm_value: float = 1) -> list[float]:
-    return [value / norm_value for value in STD]
 
 
 def training_mode(opt: argparse.Namespace) -> str | None:

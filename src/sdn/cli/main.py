@@ -29,12 +29,21 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def one_line(error: SdnError) -> str:
+    """The user-facing line of an error, also when a DataLoader worker wrapped it in a traceback."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith("sdn.errors.") else last
+
+
 def run_guarded(entry, argv: list[str]) -> int:
     """Run ``entry(argv)``; turn user errors into one line on stderr and exit status 2."""
     try:
         return int(entry(argv) or 0)
     except SdnError as error:
-        print(f"sdn: error: {error}", file=sys.stderr)
+        print(f"sdn: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sdn: interrupted", file=sys.stderr)

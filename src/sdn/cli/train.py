@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +26,7 @@ from sdn.engine.testing import run_test
 from sdn.engine.trainer import EpochLoader, Trainer, open_logs
 from sdn.errors import SdnError
 from sdn.models import build_model
+from sdn.seeding import seed_everything
 
 BANNERS = {
     "baseline": "training a baseline model",
@@ -82,10 +81,6 @@ def normalization(opt: argparse.Namespace) -> tuple[list[float], list[float]]:
         return list(opt.mean), [1.0, 1.0, 1.0]
     return list(opt.mean), list(opt.std)
 
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
     random.seed(seed)
 
 

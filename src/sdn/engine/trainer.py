@@ -32,14 +32,8 @@ from sdn.engine.logger import TabLogger
 from sdn.engine.objectives import Objective
 from sdn.engine.optim import OptimizerSchedule
 from sdn.errors import SdnError
+from sdn.seeding import mix_seed
 
-
-def mix_seed(*numbers: int) -> int:
-    """A 63-bit seed from several integers (stable across runs and platforms)."""
-    value = 0x9E3779B97F4A7C15
-    for number in numbers:
-        value = (value ^ (number + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & 0xFFFFFFFFFFFFFFFF
-    return value & 0x7FFFFFFFFFFFFFFF
 
 
 class EpochLoader:

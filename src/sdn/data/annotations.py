@@ -1,0 +1,371 @@
+"""Annotation readers: which videos a subset holds, their labels, frame counts and clip windows.
+
+One reader per dataset format of the original (reference section 11): Kinetics-style JSON
+(Kinetics, UCF-101, HMDB-51), the Diving48 annotation directory and ActivityNet. Each returns
+the class names (index = class id, as the original) and ``VideoEntry`` records; ``make_clips``
+turns entries into ``ClipSample`` windows exactly as the original's ``n_samples_for_each_video``
+rule did (11.3).
+
+Every video may be a frame folder (``image_%05d.jpg`` + ``n_frames``, the original layout) or a
+video file with the same name plus an extension (``.mp4``, ...), decoded directly. Videos that
+are listed but absent are skipped as the original skipped them, but counted and reported; a
+malformed annotation is an ``SdnError`` naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from sdn.data.video import FRAME_NAME, open_video, read_n_frames_file, resolve_video
+from sdn.errors import SdnError
+
+SUBSETS = ("training", "validation", "testing")
+KINETICS_TIME_SUFFIX = re.compile(r"_\d{6}_\d{6}$")
+ACTIVITYNET_MIN_FRAMES = 16  # hard-coded in the original
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video of a subset.
+
+    ``class_dir`` is the label's directory name (the key of the scene-label and detection
+    files); ``label`` is the class index, -1 when unlabelled (Kinetics ``testing``).
+    """
+
+    path: str
+    video_id: str
+    label: int
+    class_dir: str
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class ClipSample:
+    """A window of 1-based frame indices of one video (before the temporal transform)."""
+
+    video: VideoEntry
+    frame_indices: tuple[int, ...]
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON helpers
+
+
+def load_json(path: str) -> Any:
+    """Parse a JSON file; a missing or malformed file is an SdnError naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise SdnError(f"{path}: annotation file not found") from None
+    except IsADirectoryError:
+        raise SdnError(f"{path}: is a directory, expected an annotation JSON file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SdnError(f"{path}: not valid JSON ({error})") from None
+    except (OSError, RecursionError) as error:
+        raise SdnError(f"{path}: cannot read annotation file ({error})") from None
+
+
+def _expect(condition: bool, path: str, message: str) -> None:
+    if not condition:
+        raise SdnError(f"{path}: {message}")
+
+
+def read_labels_database(path: str) -> tuple[list[str], dict[str, dict]]:
+    """``labels`` and ``database`` of a Kinetics/UCF-101/HMDB-51 style file, validated."""
+    data = load_json(path)
+    _expect(isinstance(data, dict), path, "expected a JSON object with 'labels' and 'database'")
+    labels, database = data.get("labels"), data.get("database")
+    _expect(isinstance(labels, list) and all(isinstance(name, str) and name for name in labels), path,
+            "'labels' must be a list of non-empty class names")
+    _expect(len(set(labels)) == len(labels), path, "'labels' lists a class twice")
+    _expect(isinstance(database, dict), path, "'database' must be an object mapping video keys to entries")
+    for key, value in database.items():
+        _expect(isinstance(value, dict) and value.get("subset") in SUBSETS, path,
+                f"database entry {key!r}: needs 'subset' set to one of {', '.join(SUBSETS)}")
+    return labels, database
+
+
+def _entry_label(path: str, key: str, value: dict, labels: list[str]) -> str:
+    annotations = value.get("annotations")
+    name = annotations.get("label") if isinstance(annotations, dict) else None
+    _expect(isinstance(name, str), path, f"database entry {key!r}: 'annotations' has no 'label'")
+    _expect(name in labels, path, f"database entry {key!r}: label {name!r} is not in 'labels'")
+    _expect("/" not in name and name not in (".", ".."), path, f"label {name!r} cannot be a directory name")
+    return name
+
+
+# ----------------------------------------------------------------------------------------------
+# Frame counts
+
+
+def video_frame_count(path: str) -> int:
+    """``n_frames`` of a frame folder (its ``n_frames`` file) or of a video file (decoded count)."""
+    if os.path.isdir(path):
+        return read_n_frames_file(path)
+    return open_video(path).num_frames()
+
+
+def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], annotation: str, subset: str,
+             root: str) -> list[VideoEntry]:
+    """Resolve each candidate's base path; build entries for those found; report the missing ones.
+
+    As the original, missing videos and videos with ``n_frames <= 0`` are skipped; unlike it, the
+    number skipped is printed, and finding none at all is an error.
+    """
+    entries, missing = [], []
+    bar = tqdm(candidates, desc=f"reading {subset} videos", unit="video", disable=len(candidates) < 1000)
+    for base, make in bar:
+        path = resolve_video(base)
+        if path is None:
+            missing.append(base)
+            continue
+        entry = make(path)
+        if entry.n_frames > 0:
+            entries.append(entry)
+    if missing:
+        print(f"note: {len(missing)} of {len(candidates)} {subset} videos listed in {annotation} were not found "
+              f"(e.g. {missing[0]}); skipped")
+    if candidates and not entries:
+        raise SdnError(f"{annotation}: none of the {len(candidates)} {subset} videos was found under {root} "
+                       f"(looked for frame folders or video files such as {candidates[0][0]})")
+    if not candidates:
+        raise SdnError(f"{annotation}: no video in subset {subset!r}")
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers
+
+
+def kinetics_video_id(key: str) -> str:
+    """The YouTube id: the key without its ``_<start:06d>_<end:06d>`` suffix (the original cut 14 chars).
+
+    Keys without that suffix are kept whole, where the original produced a wrong id.
+    """
+    return KINETICS_TIME_SUFFIX.sub("", key)
+
+
+def read_kinetics(annotation_path: str, video_root: str, subset: str) -> tuple[list[str], list[VideoEntry]]:
+    """Kinetics: ``<video_root>/<label>/<key>``; the ``testing`` subset lives in ``<video_root>/test/<key>``."""
+    labels, database = read_labels_database(annotation_path)
+    candidates = []
+    for key, value in database.items():
+        if value["subset"] != subset:
+            continue
+        if subset == "testing":
+            class_dir, label = "test", -1
+        else:
+            class_dir = _entry_label(annotation_path, key, value, labels)
+            label = labels.index(class_dir)
+        video_id = kinetics_video_id(key)
+        candidates.append((os.path.join(video_root, class_dir, key), _maker(video_id, label, class_dir)))
+    return labels, _collect(candidates, annotation_path, subset, video_root)
+
+
+def read_ucf_hmdb(annotation_path: str, video_root: str, subset: str) -> tuple[list[str], list[VideoEntry]]:
+    """UCF-101 / HMDB-51: ``<video_root>/<label>/<key>``, video id = key."""
+    labels, database = read_labels_database(annotation_path)
+    candidates = []
+    for key, value in database.items():
+        if value["subset"] != subset:
+            continue
+        class_dir = _entry_label(annotation_path, key, value, labels)
+        candidates.append((os.path.join(video_root, class_dir, key), _maker(key, labels.index(class_dir), class_dir)))
+    return labels, _collect(candidates, annotation_path, subset, video_root)
+
+
+def _maker(video_id: str, label: int, class_dir: str, n_frames: int | None = None) -> Callable[[str], VideoEntry]:
+    def make(path: str) -> VideoEntry:
+        count = video_frame_count(path) if n_frames is None else n_frames
+        return VideoEntry(path, video_id, label, class_dir, count)
+    return make
+
+
+def diving48_class_names(annotation_dir: str) -> list[str]:
+    """Rows of ``Diving48_vocab.json`` joined with ``_`` (row position = class index)."""
+    path = os.path.join(annotation_dir, "Diving48_vocab.json")
+    vocab = load_json(path)
+    _expect(isinstance(vocab, list) and len(vocab) > 0, path, "expected a non-empty list of lists of words")
+    names = []
+    for row, words in enumerate(vocab):
+        _expect(isinstance(words, list) and all(isinstance(w, str) for w in words), path,
+                f"row {row} is not a list of strings")
+        names.append("_".join(words))
+    return names
+
+
+def read_diving48(annotation_dir: str, video_root: str, subset: str) -> tuple[list[str], list[VideoEntry]]:
+    """Diving48: ``Diving48_train.json`` for training, ``Diving48_test.json`` for any other subset.
+
+    Frames are ``<video_root>/<vid_name>/``; ``n_frames = end_frame - start_frame + 1`` (no ``n_frames`` file).
+    """
+    _expect(os.path.isdir(annotation_dir), annotation_dir,
+            "Diving48 needs --annotation_path to be the annotation directory (with Diving48_train.json, "
+            "Diving48_test.json and Diving48_vocab.json)")
+    names = diving48_class_names(annotation_dir)
+    path = os.path.join(annotation_dir, "Diving48_train.json" if subset == "training" else "Diving48_test.json")
+    items = load_json(path)
+    _expect(isinstance(items, list), path, "expected a JSON list of videos")
+    candidates = []
+    for number, item in enumerate(items):
+        where = f"entry {number}"
+        _expect(isinstance(item, dict) and isinstance(item.get("vid_name"), str) and item["vid_name"], path,
+                f"{where}: needs a 'vid_name' string")
+        fields = [item.get(name) for name in ("label", "start_frame", "end_frame")]
+        _expect(all(isinstance(v, int) and not isinstance(v, bool) for v in fields), path,
+                f"{where} ({item['vid_name']}): 'label', 'start_frame' and 'end_frame' must be integers")
+        label, start, end = fields
+        _expect(0 <= label < len(names), path, f"{where} ({item['vid_name']}): label {label} is not a class of "
+                f"Diving48_vocab.json ({len(names)} classes)")
+        base = os.path.join(video_root, item["vid_name"])
+        candidates.append((base, _maker(item["vid_name"], label, names[label], n_frames=end - start + 1)))
+    return names, _collect(candidates, path, subset, video_root)
+
+
+# ----------------------------------------------------------------------------------------------
+# Clip windows
+
+
+def window_step(n_frames: int, n_samples: int, sample_duration: int) -> int:
+    """Distance between window starts (11.3); ``n_samples <= 0`` means test windows."""
+    if n_samples > 1:
+        return max(1, math.ceil((n_frames - 1 - sample_duration) / (n_samples - 1)))
+    return sample_duration
+
+
+def window_starts(n_frames: int, n_samples: int, sample_duration: int) -> list[int]:
+    """Start frames of the original's windows: ``1, 1 + step, ...`` below ``n_frames``."""
+    return list(range(1, n_frames, window_step(n_frames, n_samples, sample_duration)))
+
+
+def make_clips(entries: Iterable[VideoEntry], n_samples: int, sample_duration: int) -> list[ClipSample]:
+    """One whole-video sample per video when ``n_samples == 1``, else the original's windows.
+
+    Windows start at ``1, 1 + step, ...`` while the start is below ``n_frames`` and end at
+    ``min(n_frames, start + sample_duration - 1)``; a one-frame video yields no window (as the original).
+    """
+    clips = []
+    for entry in entries:
+        if n_samples == 1:
+            clips.append(ClipSample(entry, tuple(range(1, entry.n_frames + 1))))
+            continue
+        for start in window_starts(entry.n_frames, n_samples, sample_duration):
+            stop = min(entry.n_frames, start + sample_duration - 1)
+            clips.append(ClipSample(entry, tuple(range(start, stop + 1))))
+    return clips
+
+
+def count_clips(entry: VideoEntry, n_samples: int, sample_duration: int) -> int:
+    """How many samples ``make_clips`` makes for one video (the masked dataset's length before filtering)."""
+    return 1 if n_samples == 1 else len(window_starts(entry.n_frames, n_samples, sample_duration))
+
+
+# ----------------------------------------------------------------------------------------------
+# ActivityNet
+
+
+def activitynet_class_names(taxonomy: Any, path: str) -> list[str]:
+    """Leaf nodes of the taxonomy (nodes that are nobody's parent), in taxonomy order."""
+    _expect(isinstance(taxonomy, list) and taxonomy, path, "'taxonomy' must be a non-empty list of nodes")
+    for node in taxonomy:
+        _expect(isinstance(node, dict) and {"nodeId", "nodeName", "parentId"} <= node.keys(), path,
+                "every taxonomy node needs nodeId, nodeName and parentId")
+    parents = {node["parentId"] for node in taxonomy}
+    return [node["nodeName"] for node in taxonomy if node["nodeId"] not in parents]
+
+
+def _read_fps(directory: str) -> float:
+    path = os.path.join(directory, "fps")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return float(handle.read().strip())
+    except FileNotFoundError:
+        raise SdnError(f"{path}: missing fps file (ActivityNet frame folders need one)") from None
+    except (OSError, ValueError) as error:
+        raise SdnError(f"{path}: cannot read the frame rate ({error})") from None
+
+
+def _existing_prefix(directory: str, indices: Iterable[int]) -> list[int]:
+    """The indices up to the first missing image (the original's loader stopped there)."""
+    found = []
+    for index in indices:
+        if not os.path.isfile(os.path.join(directory, FRAME_NAME.format(index))):
+            break
+        found.append(index)
+    return found
+
+
+def _last_image_index(directory: str) -> int:
+    numbers = [int(name[6:11]) for name in os.listdir(directory) if re.fullmatch(r"image_\d{5}\.jpg", name)]
+    return max(numbers, default=0)
+
+
+def read_activitynet(annotation_path: str, video_root: str, subset: str, n_samples: int,
+                     sample_duration: int) -> tuple[list[str], list[ClipSample]]:
+    """ActivityNet clips (11.8): trimmed segments for training/validation, untrimmed windows for testing.
+
+    Only frame folders are supported (the format needs an ``fps`` file); clips shorter than 16
+    frames are skipped, as the original.
+    """
+    data = load_json(annotation_path)
+    _expect(isinstance(data, dict) and isinstance(data.get("database"), dict), annotation_path,
+            "expected an object with 'taxonomy' and 'database'")
+    names = activitynet_class_names(data.get("taxonomy"), annotation_path)
+    clips: list[ClipSample] = []
+    for key, value in data["database"].items():
+        if not isinstance(value, dict) or value.get("subset") != subset:
+            continue
+        directory = os.path.join(video_root, f"v_{key}")
+        if not os.path.isdir(directory):
+            continue
+        if subset == "testing":
+            clips.extend(_untrimmed_clips(directory, key, sample_duration))
+        else:
+            clips.extend(_trimmed_clips(directory, key, value, names, subset, n_samples, sample_duration,
+                                        annotation_path))
+    _expect(bool(clips), annotation_path, f"no {subset} clip of at least {ACTIVITYNET_MIN_FRAMES} frames found "
+            f"under {video_root}")
+    return names, clips
+
+
+def _untrimmed_clips(directory: str, key: str, sample_duration: int) -> list[ClipSample]:
+    last = _last_image_index(directory)
+    entry = VideoEntry(directory, key, -1, "", last)
+    clips = []
+    for start in range(1, last + 1, sample_duration):
+        indices = tuple(range(start, min(last, start + sample_duration - 1) + 1))
+        if len(indices) >= ACTIVITYNET_MIN_FRAMES:
+            clips.append(ClipSample(entry, indices))
+    return clips
+
+
+def _trimmed_clips(directory: str, key: str, value: dict, names: list[str], subset: str, n_samples: int,
+                   sample_duration: int, path: str) -> list[ClipSample]:
+    fps = _read_fps(directory)
+    clips = []
+    for annotation in value.get("annotations") or []:
+        segment, label = annotation.get("segment"), annotation.get("label")
+        _expect(isinstance(segment, list) and len(segment) == 2 and label in names, path,
+                f"database entry {key!r}: each annotation needs a 2-number 'segment' and a leaf 'label'")
+        begin = max(1, math.ceil(segment[0] * fps))
+        end = math.ceil(segment[1] * fps)
+        entry = VideoEntry(directory, key, names.index(label), label, end - begin)
+        if n_samples == 1:
+            windows = [range(begin, end)]
+        else:
+            step = window_step(end - begin, n_samples, sample_duration)
+            windows = [range(start, start + sample_duration) for start in range(begin, end, step)]
+        for window in windows:
+            indices = _existing_prefix(directory, window)
+            if len(indices) >= ACTIVITYNET_MIN_FRAMES:
+                clips.append(ClipSample(entry, tuple(indices)))
+    return clips

@@ -1,0 +1,27 @@
+"""The original's normalisation constants (libs/mean.py), without importing torch.
+
+Kept apart from the transforms so that option parsing (``sdn eval`` reuses the training parser)
+stays light.
+"""
+
+from __future__ import annotations
+
+from sdn.errors import SdnError
+
+MEANS = {
+    "activitynet": (114.7748, 107.7354, 99.4750),
+    "kinetics": (110.63666788, 103.16065604, 96.29023126),
+}
+STD = (38.7568578, 37.88248729, 40.02898126)
+
+
+def get_mean(norm_value: float = 1, dataset: str = "activitynet") -> list[float]:
+    """Per-channel RGB mean of ``dataset`` ('activitynet' or 'kinetics'), divided by ``norm_value``."""
+    if dataset not in MEANS:
+        raise SdnError(f"--mean_dataset {dataset!r}: expected 'activitynet' or 'kinetics'")
+    return [value / norm_value for value in MEANS[dataset]]
+
+
+def get_std(norm_value: float = 1) -> list[float]:
+    """Per-channel RGB std (Kinetics), divided by ``norm_value``."""
+    return [value / norm_value for value in STD]
