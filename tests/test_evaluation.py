@@ -176,6 +176,13 @@ def test_cli_absolute_annotation_path_passes_through_the_default_root(ucf_annota
     assert capsys.readouterr().out.splitlines()[-1] == "0.0"
 
 
+def test_cli_relative_annotation_path_missing_under_the_default_root_is_taken_as_given(ucf_annotation, monkeypatch):
+    monkeypatch.chdir(ucf_annotation.parent)
+    opt = eval_cli.parse_args(["--dataset", "ucf101", "--annotation_path", ucf_annotation.name,
+                               "--prediction_path", "val.json"])
+    assert opt.annotation_path == ucf_annotation.name
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "activitynet"], "evaluation supports diving48"),
     (["--dataset", "ucf101", "--no_such_option"], "unrecognized arguments: --no_such_option"),

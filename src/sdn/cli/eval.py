@@ -50,7 +50,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if opt.top_k < 1:
         raise SdnError(f"--top_k must be at least 1, got {opt.top_k}")
     if opt.root_path != "":
-        opt.annotation_path = os.path.join(opt.root_path, opt.annotation_path)
+        joined = os.path.join(opt.root_path, opt.annotation_path)
+        # The default --root_path (/root/data/ActivityNet) rarely exists; a relative path that
+        # only makes sense from the working directory is taken as given rather than failing.
+        if os.path.exists(joined) or not os.path.exists(opt.annotation_path):
+            opt.annotation_path = joined
     return opt
 
 

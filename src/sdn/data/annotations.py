@@ -99,7 +99,8 @@ def _entry_label(path: str, key: str, value: dict, labels: list[str]) -> str:
     name = annotations.get("label") if isinstance(annotations, dict) else None
     _expect(isinstance(name, str), path, f"database entry {key!r}: 'annotations' has no 'label'")
     _expect(name in labels, path, f"database entry {key!r}: label {name!r} is not in 'labels'")
-    _expect("/" not in name and name not in (".", ".."), path, f"label {name!r} cannot be a directory name")
+    _expect("/" not in name and name not in (".", ".."), path,
+            f"database entry {key!r}: label {name!r} cannot be a directory name")
     return name
 
 
@@ -121,7 +122,7 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
     As the original, missing videos and videos with ``n_frames <= 0`` are skipped; unlike it, the
     number skipped is printed, and finding none at all is an error.
     """
-    entries, missing = [], []
+    entries, missing, empty = [], [], []
     bar = tqdm(candidates, desc=f"reading {subset} videos", unit="video", disable=len(candidates) < 1000)
     for base, make in bar:
         path = resolve_video(base)
@@ -131,9 +132,14 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
         entry = make(path)
         if entry.n_frames > 0:
             entries.append(entry)
+        else:
+            empty.append(path)
     if missing:
         print(f"note: {len(missing)} of {len(candidates)} {subset} videos listed in {annotation} were not found "
               f"(e.g. {missing[0]}); skipped")
+    if empty and not entries:
+        raise SdnError(f"{annotation}: every {subset} video found under {root} has no frames "
+                       f"(n_frames <= 0, e.g. {empty[0]}); {len(missing)} of {len(candidates)} were not found")
     if candidates and not entries:
         raise SdnError(f"{annotation}: none of the {len(candidates)} {subset} videos was found under {root} "
                        f"(looked for frame folders or video files such as {candidates[0][0]})")
@@ -352,9 +358,14 @@ def _trimmed_clips(directory: str, key: str, value: dict, names: list[str], subs
                    sample_duration: int, path: str) -> list[ClipSample]:
     fps = _read_fps(directory)
     clips = []
-    for annotation in value.get("annotations") or []:
-        segment, label = annotation.get("segment"), annotation.get("label")
-        _expect(isinstance(segment, list) and len(segment) == 2 and label in names, path,
+    annotations = value.get("annotations") or []
+    _expect(isinstance(annotations, list), path, f"database entry {key!r}: 'annotations' must be a list")
+    for annotation in annotations:
+        segment = annotation.get("segment") if isinstance(annotation, dict) else None
+        label = annotation.get("label") if isinstance(annotation, dict) else None
+        _expect(isinstance(segment, list) and len(segment) == 2
+                and all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in segment)
+                and isinstance(label, str) and label in names, path,
                 f"database entry {key!r}: each annotation needs a 2-number 'segment' and a leaf 'label'")
         begin = max(1, math.ceil(segment[0] * fps))
         end = math.ceil(segment[1] * fps)

@@ -8,6 +8,13 @@
 
 Each optimizer has its own ``ReduceLROnPlateau``; only the one paired with the epoch's optimizer is
 stepped, with the validation (total) loss.
+
+The state saved for a resume also records which parameters hold a gradient tensor. With the
+original's in-place ``zero_grad`` a parameter whose ``.grad`` exists (zeroed) still gets a momentum
+and weight-decay update in a step whose loss does not reach it, while one whose ``.grad`` is
+``None`` is skipped; a freshly built model has no gradients at all. Without this record, the first
+step after a resume in the full mode would skip the hm head (step A) that an uninterrupted run
+updates.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class OptimizerSchedule:
         return {
             "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "grad_present": {name: [p.grad is not None for p in _params(o)] for name, o in self.optimizers.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -95,6 +103,14 @@ class OptimizerSchedule:
             self._optimizer(name).load_state_dict(optimizer_state)
         for name, scheduler_state in state.get("schedulers", {}).items():
             self.schedulers[name].load_state_dict(scheduler_state)
+        for name, present in state.get("grad_present", {}).items():
+            params = _params(self._optimizer(name))
+            if len(present) != len(params):
+                raise SdnError(f"checkpoint records gradients of {len(present)} parameters for optimizer {name!r}, "
+                               f"this run has {len(params)}; were the options changed?")
+            for param, has_grad in zip(params, present):
+                if has_grad and param.grad is None:
+                    param.grad = torch.zeros_like(param)
 
     def load_original(self, optimizer_state: dict[str, Any], saved_epoch: int) -> None:
         """An original checkpoint holds only the optimizer of the epoch it was saved after."""
@@ -105,3 +121,7 @@ class OptimizerSchedule:
             raise SdnError(f"checkpoint has an optimizer {name!r} that this run does not build "
                            f"(this run has {', '.join(self.optimizers)}); were the options changed?")
         return self.optimizers[name]
+
+
+def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [param for group in optimizer.param_groups for param in group["params"]]
