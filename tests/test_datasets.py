@@ -480,7 +480,8 @@ def test_video_files_give_the_same_clips_as_frame_folders(synth, tmp_path, exten
         if exact:
             assert torch.equal(a["clip"], b["clip"])
         else:
-            assert (a["clip"].float() - b["clip"].float()).abs().mean() < 3.0  # JPEG re-encoding loss
+            difference = (a["clip"].float() - b["clip"].float()).abs()
+            assert difference.mean() < 2.0 and difference.max() < 64  # JPEG re-encoding loss (about 0.8 here)
 
 
 # ---------------------------------------------------------------------------------------------
