@@ -17,13 +17,15 @@ SUBCOMMANDS = {
     "train": ("sdn.cli.train", "train / fine-tune / test a model (the original train.py flags)"),
     "eval": ("sdn.cli.eval", "video-level accuracy of a val.json (the original utils/eval_*.py)"),
     "synth": ("sdn.cli.synth", "generate a small scene-biased action dataset"),
+    "visualize": ("sdn.cli.visualize", "class activation maps of checkpoints over clips (PNG strip + GIF)"),
+    "plot": ("sdn.cli.plot", "training and validation curves of a run (PNG)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: sdn <command> [options]", "", "commands:"]
     for name, (_, summary) in SUBCOMMANDS.items():
-        lines.append(f"  {name:<8} {summary}")
+        lines.append(f"  {name:<10} {summary}")
     lines.append("")
     lines.append("Run 'sdn <command> --help' for the options of a command.")
     return "\n".join(lines)

@@ -81,8 +81,6 @@ def normalization(opt: argparse.Namespace) -> tuple[list[float], list[float]]:
         return list(opt.mean), [1.0, 1.0, 1.0]
     return list(opt.mean), list(opt.std)
 
-    random.seed(seed)
-
 
 def _loader(dataset, opt: argparse.Namespace, *, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
             device: torch.device, stream: int) -> EpochLoader:
