@@ -661,10 +661,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(synth_data, mode, mo
     captured = {}
 
     def spy(opt, model, schedule):
-        begin = real_resume(opt, model, schedule)
+        begin, checkpoint = real_resume(opt, model, schedule)
         captured["begin"] = begin
         captured["state"] = copy.deepcopy(schedule.state_dict())
-        return begin
+        return begin, checkpoint
 
     real_resume = train_cli.resume
     monkeypatch.setattr(train_cli, "resume", spy)

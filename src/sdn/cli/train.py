@@ -130,8 +130,11 @@ def _check_classes(model: nn.Module, class_names: list[str], opt: argparse.Names
         print(f"note: the classifier has {outputs} outputs for {len(class_names)} classes in {opt.annotation_path}")
 
 
-def resume(opt: argparse.Namespace, model: nn.Module, schedule: OptimizerSchedule | None) -> int:
-    """``--resume_path``: strict weights; with training, optimizers, schedulers and RNG too. Returns the begin epoch."""
+def resume(opt: argparse.Namespace, model: nn.Module, schedule: OptimizerSchedule | None) -> tuple[int, dict]:
+    """``--resume_path``: strict weights; with training, optimizers, schedulers and RNG too.
+
+    Returns the begin epoch and the checkpoint (the trainer restores its own state from it).
+    """
     checkpoint = read_checkpoint(opt.resume_path, allow_pickle=opt.allow_pickle)
     check_arch(checkpoint, opt.arch, opt.resume_path)
     load_for_resume(model, checkpoint, opt.resume_path)
@@ -144,7 +147,7 @@ def resume(opt: argparse.Namespace, model: nn.Module, schedule: OptimizerSchedul
         if "rng_state" in checkpoint:
             restore_rng_state(checkpoint["rng_state"])
     print(f"resumed from {opt.resume_path} (epoch {begin_epoch})")
-    return begin_epoch
+    return begin_epoch, checkpoint
 
 
 def run(opt: argparse.Namespace) -> int:
@@ -178,12 +181,13 @@ def run(opt: argparse.Namespace) -> int:
     train_loaders = training_loaders(opt, mode, device) if not opt.no_train else []
     val_loaders = validation_loaders(opt, mode, device) if not opt.no_val else []
     schedule = OptimizerSchedule(model, opt, pretrained=bool(opt.pretrain_path)) if train_loaders else None
-    begin_epoch = resume(opt, model, schedule) if opt.resume_path else opt.begin_epoch
+    begin_epoch, resumed = resume(opt, model, schedule) if opt.resume_path else (opt.begin_epoch, {})
 
     logs = open_logs(opt.result_path, objective, train=bool(train_loaders), val=bool(val_loaders),
                      append=bool(opt.resume_path), tensorboard=not opt.no_tensorboard and bool(train_loaders))
     trainer = Trainer(opt=opt, model=model, objective=objective, schedule=schedule, device=device,
                       prepare=prepare, logs=logs, class_names=class_names)
+    trainer.load_scaler_state(resumed)
     print("run")
     for epoch in range(begin_epoch, opt.n_epochs + 1):
         if train_loaders:

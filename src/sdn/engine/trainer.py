@@ -200,7 +200,14 @@ class Trainer:
             config=_plain_config(self.opt),
             class_names=list(self.class_names),
         )
+        if self.scaler is not None:
+            checkpoint["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(path, checkpoint)
+
+    def load_scaler_state(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the fp16 loss scale of a resumed run, so it continues as it would have."""
+        if self.scaler is not None and "grad_scaler" in checkpoint:
+            self.scaler.load_state_dict(checkpoint["grad_scaler"])
 
     def _backward_and_step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:
