@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "synth": ("sdn.cli.synth", "generate a small scene-biased action dataset"),
     "visualize": ("sdn.cli.visualize", "class activation maps of checkpoints over clips (PNG strip + GIF)"),
     "plot": ("sdn.cli.plot", "training and validation curves of a run (PNG)"),
+    "analyze": ("sdn.cli.analyze", "scene-bias measurements of a checkpoint (accuracy in/out of context, scene probe)"),
+    "demo": ("sdn.cli.demo", "generate the benchmark, train and compare every SDN variant, write a report"),
 }
 
 

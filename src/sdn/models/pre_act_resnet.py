@@ -11,16 +11,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sdn.models.resnet import ResNet, conv3x3x3
+from sdn.models.resnet import RESNET_LAYERS, ResNet, conv3x3x3
 
-PRE_ACT_RESNET_LAYERS: dict[int, tuple[str, list[int]]] = {
-    18: ("basic", [2, 2, 2, 2]),
-    34: ("basic", [3, 4, 6, 3]),
-    50: ("bottleneck", [3, 4, 6, 3]),
-    101: ("bottleneck", [3, 4, 23, 3]),
-    152: ("bottleneck", [3, 8, 36, 3]),
-    200: ("bottleneck", [3, 24, 36, 3]),
-}
+# The ResNet stage layouts, without depth 10 (the original has no pre-activation ResNet-10).
+PRE_ACT_RESNET_LAYERS: dict[int, tuple[str, list[int]]] = {d: v for d, v in RESNET_LAYERS.items() if d != 10}
 
 
 class PreActivationBasicBlock(nn.Module):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
-from sdn.models.resnet import ResNet
+from sdn.models.resnet import Bottleneck, ResNet
 
 RESNEXT_LAYERS: dict[int, list[int]] = {
     50: [3, 4, 6, 3],
@@ -20,13 +20,15 @@ RESNEXT_LAYERS: dict[int, list[int]] = {
 }
 
 
-class ResNeXtBottleneck(nn.Module):
+class ResNeXtBottleneck(Bottleneck):
+    """The ResNet bottleneck with a grouped 3x3x3 convolution and expansion 2 (same forward)."""
+
     expansion = 2
 
     def __init__(
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, *, cardinality: int = 32
     ):
-        super().__init__()
+        nn.Module.__init__(self)
         mid_planes = cardinality * (planes // 32)
         self.conv1 = nn.Conv3d(inplanes, mid_planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm3d(mid_planes)
@@ -38,13 +40,6 @@ class ResNeXtBottleneck(nn.Module):
         self.bn3 = nn.BatchNorm3d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        residual = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + residual)
 
 
 def resnext(depth: int, cardinality: int = 32, **kwargs: Any) -> ResNet:
