@@ -80,8 +80,8 @@ class ListDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict:
-        return self.items[index]
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        return self.items[key[1]]  # EpochLoader passes (epoch, index)
 
 
 def unmasked_items(n: int, seed: int) -> list[dict]:
@@ -103,7 +103,7 @@ def loader(items: list[dict], batch_size: int = 2, drop_last: bool = True, strea
 
 
 def make_trainer(opt, model, objective, schedule, result: Path, *, train=True, val=False) -> Trainer:
-    logs = open_logs(str(result), objective, train=train, val=val, append=False, tensorboard=False)
+    logs = open_logs(str(result), objective, train=train, val=val, resume_at=None, tensorboard=False)
     return Trainer(opt=opt, model=model, objective=objective, schedule=schedule, device=torch.device("cpu"),
                    prepare=lambda clip: clip, logs=logs, class_names=[str(i) for i in range(CLASSES)])
 
@@ -519,7 +519,7 @@ def test_tab_logger_writes_the_original_format(tmp_path):
      (ADV_TRAIN + FULL_EXTRA, ADV_BATCH + FULL_EXTRA, ADV_VAL + FULL_EXTRA)),
 ], ids=["baseline", "place_adv", "full"])
 def test_log_headers_per_mode(tmp_path, objective, columns):
-    logs = open_logs(str(tmp_path), objective, train=True, val=True, append=False, tensorboard=False)
+    logs = open_logs(str(tmp_path), objective, train=True, val=True, resume_at=None, tensorboard=False)
     logs.close()
     for name, expected in zip(("train.log", "train_batch.log", "val.log"), columns):
         assert (tmp_path / name).read_text().splitlines() == ["\t".join(expected)]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from sdn.checkpoint import read_checkpoint
+from sdn.checkpoint import read_checkpoint, save_checkpoint
 from sdn.cli.main import main as sdn_main
 from sdn.data.datasets import get_validation_set
 from sdn.data.detections import HumanDetections
@@ -63,7 +63,7 @@ def finetuned(run, tmp_path_factory) -> Path:
     checkpoint["state_dict"]["module.fc.weight"] = torch.randn(3, 512, generator=generator) * 0.05
     checkpoint["state_dict"]["module.fc.bias"] = torch.zeros(3)
     path = tmp_path_factory.mktemp("finetuned") / "save_1.pth"
-    torch.save(checkpoint, path)
+    save_checkpoint(str(path), checkpoint)  # a new checksum for the changed weights
     return path
 
 
@@ -242,7 +242,7 @@ def test_load_model_rebuilds_from_the_saved_options(run, finetuned, tmp_path):
         three.resolve_class("3")
     bare = read_checkpoint(str(run[1] / "save_1.pth"))
     del bare["config"]
-    torch.save(bare, tmp_path / "bare.pth")
+    save_checkpoint(str(tmp_path / "bare.pth"), bare)
     with pytest.raises(SdnError, match="bare.pth: the checkpoint holds no training options"):
         load_model(tmp_path / "bare.pth")
 

@@ -14,8 +14,11 @@ Key names are normalised on load: with or without ``module.``, with or without t
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import pickle
+import re
 import random
 import warnings
 import zipfile
@@ -31,6 +34,7 @@ from sdn.errors import SdnError
 from sdn.io import atomic_write_bytes
 
 PREFIX = "module."
+DIGEST_KEY = "sha256"
 
 
 def read_checkpoint(path: str, *, allow_pickle: bool = False) -> dict[str, Any]:
@@ -54,7 +58,46 @@ def read_checkpoint(path: str, *, allow_pickle: bool = False) -> dict[str, Any]:
         raise SdnError(f"{path}: not a readable checkpoint ({message[:160]})") from None
     if not isinstance(checkpoint, dict):
         raise SdnError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+    _verify_digest(checkpoint, path)
     return checkpoint
+
+
+def content_digest(obj: Any) -> str:
+    """SHA-256 of every tensor and plain value in ``obj``, in a fixed order.
+
+    ``torch.load`` does not check the zip's CRCs, so a flipped byte in a weight would load
+    silently; sdn stores this digest in each checkpoint and checks it on load.
+    """
+    digest = hashlib.sha256()
+    _feed(digest, obj)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            digest.update(repr(key).encode())
+            _feed(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"L{len(obj)}".encode())
+        for item in obj:
+            _feed(digest, item)
+    else:
+        digest.update(repr(obj).encode())
+
+
+def _verify_digest(checkpoint: dict[str, Any], path: str) -> None:
+    expected = checkpoint.get(DIGEST_KEY)
+    if expected is None:
+        return  # the original's files, and checkpoints from other tools, carry none
+    body = {key: value for key, value in checkpoint.items() if key != DIGEST_KEY}
+    if content_digest(body) != expected:
+        raise SdnError(f"{path}: checkpoint is corrupt (its content does not match the checksum it was saved with)")
 
 
 def model_state(checkpoint: dict[str, Any], path: str) -> dict[str, torch.Tensor]:
@@ -202,7 +245,46 @@ def make_checkpoint(*, next_epoch: int, arch: str, model: nn.Module, optimizer_s
 
 
 def save_checkpoint(path: str, checkpoint: dict[str, Any]) -> None:
-    """Serialise in memory, then write atomically: an interrupted save never replaces a good file."""
+    """Serialise in memory with a checksum, then write atomically: an interrupted save never
+    replaces a good file, and a damaged file is refused on load."""
+    body = {key: value for key, value in checkpoint.items() if key != DIGEST_KEY}
     buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
+    torch.save({**body, DIGEST_KEY: content_digest(body)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def link_checkpoint(source: str, target: str) -> None:
+    """Make ``target`` (e.g. ``last.pth``) the same file as ``source`` atomically, without a second write."""
+    temporary = f"{target}.{os.getpid()}.link"
+    try:
+        os.link(source, temporary)
+    except OSError:  # file systems without hard links: copy the bytes
+        with open(source, "rb") as handle:
+            atomic_write_bytes(target, handle.read())
+        return
+    os.replace(temporary, target)
+
+
+def progress_of(checkpoint: dict[str, Any]) -> tuple[int, int]:
+    """(epoch, batch) a checkpoint resumes at: mid-epoch checkpoints carry a ``position``."""
+    position = checkpoint.get("position") or {}
+    return int(checkpoint.get("epoch", 0)), int(position.get("batch", 0))
+
+
+def find_resumable(result_path: str, *, allow_pickle: bool = False) -> str | None:
+    """The checkpoint in ``result_path`` that resumes furthest, skipping unreadable or corrupt ones."""
+    if not os.path.isdir(result_path):
+        return None
+    names = [name for name in os.listdir(result_path) if name == "last.pth" or re.fullmatch(r"save_\d+\.pth", name)]
+    best, best_progress = None, (-1, -1)
+    for name in names:
+        path = os.path.join(result_path, name)
+        try:
+            checkpoint = read_checkpoint(path, allow_pickle=allow_pickle)
+        except SdnError as error:
+            print(f"warning: skipping {error}")
+            continue
+        progress = progress_of(checkpoint)
+        if progress > best_progress or (progress == best_progress and name == "last.pth"):
+            best, best_progress = path, progress
+    return best

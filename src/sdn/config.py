@@ -157,6 +157,12 @@ def _add_sdn_options(parser: argparse.ArgumentParser) -> None:
     add("--channels_last", action="store_true", help="Use the channels-last 3D memory format (off by default)")
     add("--no_tensorboard", action="store_true", help="Do not write TensorBoard scalars")
     add("--no_progress", action="store_true", help="Do not show progress bars")
+    add("--auto_resume", action="store_true", help="Resume from the checkpoint in --result_path that got furthest "
+        "(last.pth or save_*.pth; corrupt files are skipped); start fresh when there is none")
+    add("--on_bad_sample", default="error", choices=("error", "skip"), help="A corrupt frame or unreadable video: "
+        "stop with the file named (default), or skip the clip and record it in bad_samples.txt")
+    add("--on_nonfinite", default="error", choices=("error", "skip"), help="A NaN/Inf loss: stop with the epoch "
+        "and batch named (default; the last checkpoint stays intact), or skip that iteration and count it")
     add("--allow_pickle", action="store_true", help="Trust checkpoint files fully (full unpickling). Only for files you "
         "made yourself: a pickle can run code. By default checkpoints load with weights_only=True.")
 

@@ -15,7 +15,8 @@ class SdnError(Exception):
 class BadSampleError(SdnError):
     """A video, frame or clip that cannot be read. ``path`` names the offending file."""
 
-    def __init__(self, path: str, reason: str):
+    def __init__(self, path: str, reason: str | None = None):
+        # One argument: an already formatted message (how DataLoader workers re-raise errors).
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(self.path if reason is None else f"{self.path}: {reason}")

@@ -14,7 +14,7 @@ import os
 import torch
 from torch import nn
 
-from sdn.checkpoint import (check_arch, load_for_resume, load_pretrained, read_checkpoint,
+from sdn.checkpoint import (check_arch, find_resumable, load_for_resume, load_pretrained, read_checkpoint,
                             restore_rng_state)
 from sdn.config import build_parser, resolve, save_opts, training_mode
 from sdn.data.datasets import class_names_for, get_test_set, get_training_set, get_validation_set
@@ -23,7 +23,7 @@ from sdn.data.transforms import (ClipNormalize, LoopPadding, TemporalRandomCrop,
 from sdn.engine.objectives import build_objective
 from sdn.engine.optim import OptimizerSchedule
 from sdn.engine.testing import run_test
-from sdn.engine.trainer import EpochLoader, Trainer, open_logs
+from sdn.engine.trainer import EpochLoader, Preempted, Trainer, open_logs, run_counters
 from sdn.errors import SdnError
 from sdn.models import build_model
 from sdn.seeding import seed_everything
@@ -181,24 +181,27 @@ def run(opt: argparse.Namespace) -> int:
     train_loaders = training_loaders(opt, mode, device) if not opt.no_train else []
     val_loaders = validation_loaders(opt, mode, device) if not opt.no_val else []
     schedule = OptimizerSchedule(model, opt, pretrained=bool(opt.pretrain_path)) if train_loaders else None
+    if opt.auto_resume:
+        opt.resume_path = find_resumable(opt.result_path, allow_pickle=opt.allow_pickle) or opt.resume_path
     begin_epoch, resumed = resume(opt, model, schedule) if opt.resume_path else (opt.begin_epoch, {})
+    position = resumed.get("position")
 
+    resume_at = (begin_epoch, position["batch"] if position else 0) if opt.resume_path else None
     logs = open_logs(opt.result_path, objective, train=bool(train_loaders), val=bool(val_loaders),
-                     append=bool(opt.resume_path), tensorboard=not opt.no_tensorboard and bool(train_loaders))
+                     resume_at=resume_at, tensorboard=not opt.no_tensorboard and bool(train_loaders),
+                     counters=run_counters(opt))
     trainer = Trainer(opt=opt, model=model, objective=objective, schedule=schedule, device=device,
                       prepare=prepare, logs=logs, class_names=class_names)
     trainer.load_scaler_state(resumed)
     print("run")
-    for epoch in range(begin_epoch, opt.n_epochs + 1):
-        if train_loaders:
-            trainer.train_epoch(epoch, train_loaders)
-        if val_loaders:
-            val_metrics = trainer.validate(epoch, val_loaders)
-            if train_loaders:
-                schedule.scheduler_for(epoch).step(val_metrics[objective.total_column])
-        if train_loaders and epoch % opt.checkpoint == 0:
-            trainer.save(epoch, os.path.join(opt.result_path, f"save_{epoch}.pth"))
-    logs.close()
+    try:
+        with trainer.stop_on_signals():
+            run_epochs(trainer, opt, begin_epoch, position, train_loaders, val_loaders)
+    except Preempted as stop:
+        print(f"{stop}\nto continue, run the same command with --auto_resume (or --resume_path {stop.path})")
+        return 128 + stop.signum
+    finally:
+        logs.close()
 
     if opt.test:
         spatial = test_spatial_transform(opt.sample_size, opt.scale_in_test, opt.crop_position_in_test)
@@ -209,6 +212,20 @@ def run(opt: argparse.Namespace) -> int:
                  os.path.join(opt.result_path, f"{opt.test_subset}.json"),
                  softmax=not opt.no_softmax_in_test, progress=not opt.no_progress)
     return 0
+
+
+def run_epochs(trainer: Trainer, opt: argparse.Namespace, begin_epoch: int, position: dict | None,
+               train_loaders: list[EpochLoader], val_loaders: list[EpochLoader]) -> None:
+    """The original epoch loop: train, validate, step the epoch's scheduler, save."""
+    for epoch in range(begin_epoch, opt.n_epochs + 1):
+        if train_loaders:
+            trainer.train_epoch(epoch, train_loaders, position if epoch == begin_epoch else None)
+        if val_loaders:
+            val_metrics = trainer.validate(epoch, val_loaders)
+            if train_loaders:
+                trainer.schedule.scheduler_for(epoch).step(val_metrics[trainer.objective.total_column])
+        if train_loaders:
+            trainer.end_epoch(epoch)
 
 
 def main(argv: list[str] | None = None) -> int:

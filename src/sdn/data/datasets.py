@@ -30,7 +30,7 @@ from sdn.data.detections import HumanDetections, repeat_to_length
 from sdn.data.masking import is_masking, mask_background, mask_humans
 from sdn.data.scene_labels import SceneLabels
 from sdn.data.video import open_video
-from sdn.errors import SdnError
+from sdn.errors import BadSampleError, SdnError
 from sdn.seeding import mix_seed
 
 MASK_MODES = (None, "human", "background")
@@ -44,7 +44,7 @@ class ClipDataset(Dataset):
     def __init__(self, samples: Sequence[ClipSample], class_names: Sequence[str], spatial, temporal, *,
                  seed: int = 0, scene_labels: SceneLabels | None = None, soft_places: bool = False,
                  detections: HumanDetections | None = None, mask_mode: str | None = None, mask_ratio: float = 0.5,
-                 return_video_id: bool = False):
+                 return_video_id: bool = False, skip_bad_samples: bool = False):
         if mask_mode not in MASK_MODES:
             raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
         if mask_mode is not None and detections is None:
@@ -56,6 +56,7 @@ class ClipDataset(Dataset):
         self.scene_labels, self.soft_places = scene_labels, soft_places
         self.detections, self.mask_mode, self.mask_ratio = detections, mask_mode, mask_ratio
         self.return_video_id = return_video_id
+        self.skip_bad_samples = skip_bad_samples
         if scene_labels is not None:
             self._check_lookups("scene label", scene_labels.has)
         if detections is not None:
@@ -76,10 +77,20 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """The clip at ``index``; ``key`` may be ``(epoch, index)`` (what training samplers pass)."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        try:
+            return self._item(epoch, index)
+        except BadSampleError as error:
+            if not self.skip_bad_samples:
+                raise
+            return {"bad_sample": f"{error.path}\t{error.reason}"}
+
+    def _item(self, epoch: int, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         video = sample.video
-        rng = random.Random(mix_seed(self.seed, self.epoch, index))
+        rng = random.Random(mix_seed(self.seed, epoch, index))
         self.temporal.randomize(rng)
         indices = self.temporal(list(sample.frame_indices))
         frames = open_video(video.path, video.n_frames).read(indices)
@@ -161,7 +172,7 @@ def _human_masked(opt: argparse.Namespace, subset: str, names: list[str], entrie
     print(f"len(dataset) after filtering the videos without sufficient detections: [{len(kept)}/{total}]")
     samples = repeat_to_length(kept, total, random.Random(mix_seed(seed, 1)))
     return ClipDataset(samples, names, spatial, temporal, seed=mix_seed(seed, 2), detections=detections,
-                       mask_mode="human", mask_ratio=opt.mask_ratio)
+                       mask_mode="human", mask_ratio=opt.mask_ratio, skip_bad_samples=opt.on_bad_sample == "skip")
 
 
 def _build(opt: argparse.Namespace, phase: str, spatial, temporal) -> ClipDataset | list[ClipDataset]:
@@ -182,6 +193,7 @@ def _build(opt: argparse.Namespace, phase: str, spatial, temporal) -> ClipDatase
     elif dataset == "kinetics_bkgmsk":
         extra = {"detections": HumanDetections.from_path(opt.human_dets_path, subset), "mask_mode": "background",
                  "mask_ratio": opt.mask_ratio}
+    extra["skip_bad_samples"] = opt.on_bad_sample == "skip"
     main = ClipDataset(samples, names, spatial, temporal, seed=seed, return_video_id=phase == "test", **extra)
     if dataset != "kinetics_adv_msk":
         return main

@@ -2,14 +2,17 @@
 
 A header row, then one row per call, values written with ``str()`` (so floats appear as Python's
 shortest repr, as the original), flushed after every row. Unlike the original, an existing log is
-appended to (no second header) when a run resumes, instead of being wiped.
+appended to (no second header) when a run resumes, instead of being wiped; rows written after the
+checkpoint being resumed (an interrupted epoch) are dropped first, so no row appears twice.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from typing import Any
+from typing import Any, Callable
+
+from sdn.io import atomic_write_text
 
 
 class TabLogger:
@@ -32,3 +35,15 @@ class TabLogger:
 
     def close(self) -> None:
         self._file.close()
+
+
+def drop_rows_after(path: str, keep: Callable[[dict[str, str]], bool]) -> None:
+    """Rewrite a log keeping the header and the rows for which ``keep(row)`` holds (atomically)."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, encoding="utf-8", newline="") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split("\t")
+    kept = [line for line in lines[1:] if keep(dict(zip(header, line.rstrip("\r\n").split("\t"))))]
+    if len(kept) != len(lines) - 1:
+        atomic_write_text(path, "".join([lines[0], *kept]))

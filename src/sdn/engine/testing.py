@@ -43,7 +43,11 @@ def run_test(
     model.eval()
     results: dict[str, list[dict]] = {}
     current_id, buffer = None, []
+    skipped = 0
     for i, batch in enumerate(tqdm(loader, desc="test", disable=not progress, unit="batch")):
+        skipped += len(batch.get("bad_samples", []))
+        if "clip" not in batch:
+            continue
         scores = model(prepare(batch["clip"])).action.float()
         if softmax:
             scores = F.softmax(scores, dim=1)
@@ -58,5 +62,6 @@ def run_test(
     if buffer:
         results[current_id] = video_result(buffer, class_names)
     atomic_write_json(output_path, {"results": results})
-    print(f"wrote {len(results)} videos to {os.path.abspath(output_path)}")
+    print(f"wrote {len(results)} videos to {os.path.abspath(output_path)}"
+          + (f" ({skipped} unreadable clips skipped)" if skipped else ""))
     return results

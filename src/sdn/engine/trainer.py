@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,17 +25,55 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
-from sdn.checkpoint import capture_rng_state, make_checkpoint, save_checkpoint
+from sdn.checkpoint import capture_rng_state, link_checkpoint, make_checkpoint, save_checkpoint
 from sdn.config import opts_dict
-from sdn.engine.logger import TabLogger
+from sdn.engine.logger import TabLogger, drop_rows_after
 from sdn.engine.objectives import Objective
 from sdn.engine.optim import OptimizerSchedule
 from sdn.errors import SdnError
 from sdn.seeding import mix_seed
 
+
+
+LOADER_TIMEOUT_S = 600  # a worker stuck this long on one batch (e.g. a hostile video) is an error, not a hang
+
+
+class EpochSampler(Sampler):
+    """Sample keys ``(epoch, index)`` of one epoch, in an order fixed by (seed, epoch, stream).
+
+    Carrying the epoch in the key lets persistent workers produce the right epoch's random clips
+    without being told; ``start`` skips samples already consumed before an interruption.
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int, stream: int):
+        self.size, self.shuffle, self.seed, self.stream = size, shuffle, seed, stream
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.stream))
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, index) for index in self.order()[self.start:]])
+
+    def __len__(self) -> int:
+        return max(0, self.size - self.start)
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Default collation of the good items; unreadable ones (``--on_bad_sample skip``) are listed apart."""
+    good = [item for item in items if "bad_sample" not in item]
+    batch = default_collate(good) if good else {}
+    batch["bad_samples"] = [item["bad_sample"] for item in items if "bad_sample" in item]
+    return batch
 
 
 class EpochLoader:
@@ -42,23 +82,23 @@ class EpochLoader:
     def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
                  pin_memory: bool, seed: int, stream: int = 0):
         self.dataset = dataset
-        self.seed, self.stream = seed, stream
-        self.generator = torch.Generator()
-        sampler = RandomSampler(dataset, generator=self.generator) if shuffle else SequentialSampler(dataset)
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                 pin_memory=pin_memory, drop_last=drop_last)
-        if len(self.loader) == 0:
+        self.sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, stream=stream)
+        self.batch_size = batch_size
+        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
+                                 pin_memory=pin_memory, drop_last=drop_last, collate_fn=collate_clips,
+                                 persistent_workers=workers > 0, timeout=LOADER_TIMEOUT_S if workers else 0)
+        self.n_batches = len(dataset) // batch_size if drop_last else math.ceil(len(dataset) / batch_size)
+        if self.n_batches == 0:
             raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} (drop_last={drop_last}); "
                            "lower the batch size or add videos")
 
-    def epoch(self, epoch: int) -> DataLoader:
-        self.generator.manual_seed(mix_seed(self.seed, epoch, self.stream))
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
+    def epoch(self, epoch: int, start_batch: int = 0) -> DataLoader:
+        """The loader for ``epoch``, starting at batch ``start_batch`` (0-based)."""
+        self.sampler.set_epoch(epoch, start_batch * self.batch_size)
         return self.loader
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return self.n_batches
 
 
 class MeanMeter:
@@ -76,6 +116,13 @@ class MeanMeter:
     def means(self) -> dict[str, float]:
         return {name: self.sums[name] / self.counts[name] if self.counts[name] else 0.0 for name in self.sums}
 
+    def state_dict(self) -> dict[str, dict]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        self.sums.update(state["sums"])
+        self.counts.update(state["counts"])
+
 
 @dataclass
 class RunLogs:
@@ -92,9 +139,23 @@ class RunLogs:
             self.tensorboard.close()
 
 
-def open_logs(result_path: str, objective: Objective, *, train: bool, val: bool, append: bool,
-              tensorboard: bool) -> RunLogs:
-    columns, extra = objective.columns, objective.extra_columns
+def run_counters(opt: argparse.Namespace) -> list[str]:
+    """Training-log columns for the counts that only exist when skipping is allowed."""
+    return (["bad samples"] if opt.on_bad_sample == "skip" else []) + \
+        (["skipped steps"] if opt.on_nonfinite == "skip" else [])
+
+
+def open_logs(result_path: str, objective: Objective, *, train: bool, val: bool, resume_at: tuple[int, int] | None,
+              tensorboard: bool, counters: list[str] = ()) -> RunLogs:
+    """The run's logs; when resuming at (epoch, batch), rows from that point on are dropped, then appended to."""
+    columns, extra = objective.columns, [*objective.extra_columns, *counters]
+    append = resume_at is not None
+    if append:
+        epoch, batch = resume_at
+        for name in ("train.log", "val.log"):
+            drop_rows_after(os.path.join(result_path, name), lambda row: int(row["epoch"]) < epoch)
+        drop_rows_after(os.path.join(result_path, "train_batch.log"),
+                        lambda row: (int(row["epoch"]), int(row["batch"])) <= (epoch, batch))
     writer = None
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -105,7 +166,8 @@ def open_logs(result_path: str, objective: Objective, *, train: bool, val: bool,
         if train else None,
         train_batch=TabLogger(os.path.join(result_path, "train_batch.log"),
                               ["epoch", "batch", "iter", *columns, "lr", *extra], append=append) if train else None,
-        val=TabLogger(os.path.join(result_path, "val.log"), ["epoch", *columns, *extra], append=append) if val else None,
+        val=TabLogger(os.path.join(result_path, "val.log"), ["epoch", *columns, *objective.extra_columns],
+                      append=append) if val else None,
         tensorboard=writer,
     )
 
@@ -117,8 +179,20 @@ def move_batch(batch: dict[str, Any], device: torch.device, prepare: Callable[[T
     return moved
 
 
+class Preempted(Exception):
+    """Training stopped on SIGTERM/SIGINT after saving ``last.pth`` at a step boundary."""
+
+    def __init__(self, signum: int, epoch: int, batch: int, path: str):
+        self.signum, self.epoch, self.batch, self.path = signum, epoch, batch, path
+        super().__init__(f"stopped by {signal.Signals(signum).name} at epoch {epoch}, batch {batch}; saved {path}")
+
+
 class Trainer:
-    """Runs training and validation epochs of one objective on one model."""
+    """Runs training and validation epochs of one objective on one model.
+
+    Every epoch ends with ``last.pth``; a SIGTERM/SIGINT makes the current step finish, saves
+    ``last.pth`` with the position inside the epoch and raises :class:`Preempted`.
+    """
 
     def __init__(self, *, opt: argparse.Namespace, model: nn.Module, objective: Objective,
                  schedule: OptimizerSchedule | None, device: torch.device, prepare: Callable[[Tensor], Tensor],
@@ -129,50 +203,125 @@ class Trainer:
         use_amp = device.type == "cuda" and opt.amp != "off"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp) if use_amp else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self.stop_signal: int | None = None
+        self.last_path = os.path.join(opt.result_path, "last.pth")
+        self.bad_samples, self.skipped_steps = 0, 0
+        self._epoch_meter: MeanMeter | None = None
+        self._n_train_batches = 0
+
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """Turn SIGTERM/SIGINT into a stop at the next step boundary (a second SIGINT stops at once)."""
+        def request_stop(signum: int, frame: Any) -> None:
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            print(f"\n{signal.Signals(signum).name} received: stopping after the current step", flush=True)
+
+        previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _batches(self, loaders: list[EpochLoader], epoch: int, description: str) -> Iterator[tuple[int, list[dict], float]]:
-        """Yield (batch number from 1, batches moved to the device, seconds spent waiting for data)."""
+    def _batches(self, loaders: list[EpochLoader], epoch: int, description: str,
+                 start: int = 0) -> Iterator[tuple[int, list[dict], float]]:
+        """Yield (batch number from 1, batches moved to the device, seconds spent waiting for data).
+
+        Batches whose clips were all unreadable (``--on_bad_sample skip``) are recorded and skipped.
+        """
         total = min(len(loader) for loader in loaders)
-        iterators = [iter(loader.epoch(epoch)) for loader in loaders]
-        numbers = tqdm(range(1, total + 1), desc=description, disable=not self.progress, unit="it", dynamic_ncols=True)
+        iterators = [iter(loader.epoch(epoch, start)) for loader in loaders]
+        numbers = tqdm(range(start + 1, total + 1), desc=description, disable=not self.progress, unit="it",
+                       dynamic_ncols=True, initial=start, total=total)
         self._bar = numbers
         for number in numbers:
-            start = time.perf_counter()
-            batches = [move_batch(next(iterator), self.device, self.prepare) for iterator in iterators]
-            yield number, batches, time.perf_counter() - start
+            begin = time.perf_counter()
+            raw = [next(iterator) for iterator in iterators]
+            self._record_bad_samples(raw, epoch, number)
+            if all("clip" in batch for batch in raw):
+                yield number, [move_batch(batch, self.device, self.prepare) for batch in raw], time.perf_counter() - begin
 
-    def train_epoch(self, epoch: int, loaders: list[EpochLoader]) -> dict[str, float]:
+    def _record_bad_samples(self, batches: list[dict], epoch: int, number: int) -> None:
+        bad = [entry for batch in batches for entry in batch.pop("bad_samples")]
+        if not bad:
+            return
+        self.bad_samples += len(bad)
+        with open(os.path.join(self.opt.result_path, "bad_samples.txt"), "a", encoding="utf-8") as handle:
+            handle.writelines(f"{epoch}\t{number}\t{entry}\n" for entry in bad)
+
+    def train_epoch(self, epoch: int, loaders: list[EpochLoader], position: dict | None = None) -> dict[str, float]:
+        """Train one epoch, from ``position`` (batch and running means) when resuming inside it."""
         self.model.train()
         optimizer = self.schedule.optimizer_for(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        meter, clips, waited, started = MeanMeter(), 0, 0.0, time.perf_counter()
+        meter, start = MeanMeter(), 0
+        self.bad_samples, self.skipped_steps = 0, 0
+        if position:
+            meter.load_state_dict(position["meter"])
+            start, self.bad_samples, self.skipped_steps = position["batch"], position["bad"], position["skipped"]
+        clips, waited, started = 0, 0.0, time.perf_counter()
         n_batches = min(len(loader) for loader in loaders)
-        for number, batches, wait in self._batches(loaders, epoch, f"train {epoch}"):
+        for number, batches, wait in self._batches(loaders, epoch, f"train {epoch}", start):
             waited += wait
-            current: dict[str, tuple[float, int]] = {}
-            for step in _autocast_each(self.objective.steps(self.model, batches, epoch), self._autocast):
-                self._check_finite(step.loss, epoch, number)
-                optimizer.zero_grad(set_to_none=self.opt.zero_grad_to_none)
-                self._backward_and_step(step.loss, optimizer)
-                current.update(step.metrics)
+            current = self._train_step(batches, optimizer, epoch, number)
+            if current is None:
+                self._stop_if_requested(epoch, number, meter)
+                continue
             meter.update(current)
             clips += batches[0]["clip"].shape[0]
             row = {name: value for name, (value, _) in current.items()}
             self.logs.train_batch.log({"epoch": epoch, "batch": number, "iter": (epoch - 1) * n_batches + number,
-                                       **row, "lr": lr})
+                                       **row, "lr": lr, **self._run_counts()})
             elapsed = max(time.perf_counter() - started, 1e-9)
             self._bar.set_postfix(loss=f"{row[self.objective.total_column]:.3f}",
                                   acc=f"{row[self.objective.accuracy_column]:.3f}",
                                   clips_s=f"{clips / elapsed:.1f}", data=f"{waited / elapsed:.0%}")
+            self._stop_if_requested(epoch, number, meter)
+        self._stop_if_requested(epoch, n_batches, meter)
         means = meter.means()
-        self.logs.train.log({"epoch": epoch, **means, "lr": lr})
+        self.logs.train.log({"epoch": epoch, **means, "lr": lr, **self._run_counts()})
         self._tensorboard("train", means, epoch, lr=lr)
+        self._epoch_meter, self._n_train_batches = meter, n_batches
         return means
+
+    def _train_step(self, batches: list[dict], optimizer: torch.optim.Optimizer, epoch: int,
+                    number: int) -> dict[str, tuple[float, int]] | None:
+        """The objective's optimizer steps for one iteration; the metrics to log, None if skipped."""
+        current: dict[str, tuple[float, int]] = {}
+        for step in _autocast_each(self.objective.steps(self.model, batches, epoch), self._autocast):
+            if not torch.isfinite(step.loss.detach()).all():
+                self._non_finite(step.loss, epoch, number)
+                return None
+            optimizer.zero_grad(set_to_none=self.opt.zero_grad_to_none)
+            self._backward_and_step(step.loss, optimizer)
+            current.update(step.metrics)
+        return current
+
+    def _non_finite(self, loss: Tensor, epoch: int, number: int) -> None:
+        where = f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {number}"
+        if self.opt.on_nonfinite == "error":
+            raise SdnError(f"{where}; stopping. The last saved checkpoint is intact; try a lower --learning_rate "
+                           "(or --on_nonfinite skip)")
+        self.skipped_steps += 1
+        print(f"warning: {where}; skipped this iteration's remaining steps")
+
+    def _run_counts(self) -> dict[str, int]:
+        return {"bad samples": self.bad_samples, "skipped steps": self.skipped_steps}
+
+    def _stop_if_requested(self, epoch: int, batch: int, meter: MeanMeter) -> None:
+        if self.stop_signal is None:
+            return
+        position = {"batch": batch, "meter": meter.state_dict(), "bad": self.bad_samples,
+                    "skipped": self.skipped_steps}
+        self.save(epoch, self.last_path, position=position)
+        raise Preempted(self.stop_signal, epoch, batch, self.last_path)
 
     @torch.no_grad()
     def validate(self, epoch: int, loaders: list[EpochLoader]) -> dict[str, float]:
@@ -182,16 +331,20 @@ class Trainer:
             with self._autocast():
                 for step in self.objective.validation_steps(self.model, batches, epoch):
                     meter.update(step.metrics)
+            if self.stop_signal is not None and self._epoch_meter is not None:
+                # resume redoes this validation; the epoch's training is kept
+                self._stop_if_requested(epoch, self._n_train_batches, self._epoch_meter)
         means = meter.means()
         self.logs.val.log({"epoch": epoch, **means})
         self._tensorboard("val", means, epoch)
         print(f"validation at epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
         return means
 
-    def save(self, epoch: int, path: str) -> None:
+    def save(self, epoch: int, path: str, position: dict | None = None) -> None:
+        """A checkpoint resuming after ``epoch``, or inside it at ``position``."""
         optimizer = self.schedule.optimizer_for(epoch)
         checkpoint = make_checkpoint(
-            next_epoch=epoch + 1,
+            next_epoch=epoch if position else epoch + 1,
             arch=self.opt.arch,
             model=self.model,
             optimizer_state=optimizer.state_dict(),
@@ -200,9 +353,20 @@ class Trainer:
             config=_plain_config(self.opt),
             class_names=list(self.class_names),
         )
+        if position:
+            checkpoint["position"] = position
         if self.scaler is not None:
             checkpoint["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(path, checkpoint)
+
+    def end_epoch(self, epoch: int) -> None:
+        """``save_{epoch}.pth`` every ``--checkpoint`` epochs, and ``last.pth`` always."""
+        if epoch % self.opt.checkpoint == 0:
+            path = os.path.join(self.opt.result_path, f"save_{epoch}.pth")
+            self.save(epoch, path)
+            link_checkpoint(path, self.last_path)
+        else:
+            self.save(epoch, self.last_path)
 
     def load_scaler_state(self, checkpoint: dict[str, Any]) -> None:
         """Restore the fp16 loss scale of a resumed run, so it continues as it would have."""
@@ -217,12 +381,6 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
-
-    @staticmethod
-    def _check_finite(loss: Tensor, epoch: int, number: int) -> None:
-        if not torch.isfinite(loss.detach()).all():
-            raise SdnError(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {number}; stopping. "
-                           "The last saved checkpoint is intact; try a lower --learning_rate")
 
     def _tensorboard(self, phase: str, values: dict[str, float], epoch: int, lr: float | None = None) -> None:
         if self.logs.tensorboard is None:
