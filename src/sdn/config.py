@@ -154,6 +154,10 @@ def _add_sdn_options(parser: argparse.ArgumentParser) -> None:
     add("--shortcut_a_gradient", action="store_true", help="Let gradient flow through the zero-padded shortcut A "
         "(the original detaches it)")
     add("--amp", default="off", choices=("off", "bf16", "fp16"), help="Automatic mixed precision on CUDA (off by default)")
+    add("--sync_bn", action="store_true", help="Under torchrun: synchronise BatchNorm statistics across processes")
+    add("--compile", action="store_true", help="torch.compile the training forward pass (off by default)")
+    add("--cudnn_benchmark", action="store_true", help="Let cuDNN pick the fastest convolution algorithms "
+        "(faster on GPUs, not bitwise reproducible)")
     add("--channels_last", action="store_true", help="Use the channels-last 3D memory format (off by default)")
     add("--no_tensorboard", action="store_true", help="Do not write TensorBoard scalars")
     add("--no_progress", action="store_true", help="Do not show progress bars")

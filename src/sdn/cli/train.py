@@ -9,6 +9,7 @@ optimizers, resume if asked, run the epochs, and test if asked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 import torch
@@ -23,7 +24,8 @@ from sdn.data.transforms import (ClipNormalize, LoopPadding, TemporalRandomCrop,
 from sdn.engine.objectives import build_objective
 from sdn.engine.optim import OptimizerSchedule
 from sdn.engine.testing import run_test
-from sdn.engine.trainer import EpochLoader, Preempted, Trainer, open_logs, run_counters
+from sdn.distributed import SINGLE, Context, init_from_environment, shutdown
+from sdn.engine.trainer import EpochLoader, Preempted, RunLogs, Trainer, open_logs, run_counters
 from sdn.errors import SdnError
 from sdn.models import build_model
 from sdn.seeding import seed_everything
@@ -83,33 +85,37 @@ def normalization(opt: argparse.Namespace) -> tuple[list[float], list[float]]:
 
 
 def _loader(dataset, opt: argparse.Namespace, *, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
-            device: torch.device, stream: int) -> EpochLoader:
+            device: torch.device, stream: int, context: Context, sharding: str) -> EpochLoader:
     return EpochLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, workers=workers,
-                       pin_memory=device.type == "cuda", seed=opt.manual_seed, stream=stream)
+                       pin_memory=device.type == "cuda", seed=opt.manual_seed, stream=stream, context=context,
+                       sharding=sharding)
 
 
 def _as_list(datasets) -> list:
     return list(datasets) if isinstance(datasets, (tuple, list)) else [datasets]
 
 
-def training_loaders(opt: argparse.Namespace, mode: str, device: torch.device) -> list[EpochLoader]:
+def training_loaders(opt: argparse.Namespace, mode: str, device: torch.device,
+                     context: Context = SINGLE) -> list[EpochLoader]:
     spatial = train_spatial_transform(opt.train_crop, opt.scales, opt.sample_size)
     datasets = _as_list(get_training_set(opt, spatial, TemporalRandomCrop(opt.sample_duration)))
     _check_mode_data(mode, datasets, opt)
     workers = opt.n_threads // 2 if len(datasets) == 2 else opt.n_threads
     drop_last = mode != "baseline"
     return [_loader(d, opt, batch_size=opt.batch_size, shuffle=True, drop_last=drop_last, workers=workers,
-                    device=device, stream=i) for i, d in enumerate(datasets)]
+                    device=device, stream=i, context=context, sharding="padded") for i, d in enumerate(datasets)]
 
 
-def validation_loaders(opt: argparse.Namespace, mode: str, device: torch.device) -> list[EpochLoader]:
+def validation_loaders(opt: argparse.Namespace, mode: str, device: torch.device,
+                       context: Context = SINGLE) -> list[EpochLoader]:
     spatial = val_spatial_transform(opt.sample_size)
     datasets = _as_list(get_validation_set(opt, spatial, LoopPadding(opt.sample_duration)))
     _check_mode_data(mode, datasets, opt)
     workers = opt.n_threads // 2 if len(datasets) == 2 else opt.n_threads
     drop_last = mode != "baseline"
     return [_loader(d, opt, batch_size=opt.val_batch_size, shuffle=False, drop_last=drop_last, workers=workers,
-                    device=device, stream=10 + i) for i, d in enumerate(datasets)]
+                    device=device, stream=10 + i, context=context, sharding="strided")
+            for i, d in enumerate(datasets)]
 
 
 def _check_mode_data(mode: str, datasets: list, opt: argparse.Namespace) -> None:
@@ -154,44 +160,57 @@ def run(opt: argparse.Namespace) -> int:
     mode = training_mode(opt)
     if mode is None:
         raise SdnError(NO_MODE_MESSAGE)
-    os.makedirs(opt.result_path, exist_ok=True)
-    print(opt)
-    save_opts(opt, os.path.join(opt.result_path, "opts.json"))
-    print(BANNERS[mode])
+    use_cuda = torch.cuda.is_available() and not opt.no_cuda
+    context = init_from_environment(use_cuda)
+    try:
+        if context.is_main:
+            return _run(opt, mode, context, use_cuda)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # rank 0 speaks for all
+            return _run(opt, mode, context, use_cuda)
+    finally:
+        shutdown(context)
 
-    seed_everything(opt.manual_seed)
-    device = torch.device("cuda" if torch.cuda.is_available() and not opt.no_cuda else "cpu")
+
+def _run(opt: argparse.Namespace, mode: str, context: Context, use_cuda: bool) -> int:
+    if context.is_main:
+        os.makedirs(opt.result_path, exist_ok=True)
+        save_opts(opt, os.path.join(opt.result_path, "opts.json"))
+    print(opt)
+    print(BANNERS[mode] + (f" on {context.world_size} processes" if context.enabled else ""))
+
+    seed_everything(opt.manual_seed)  # the same initial weights on every rank
+    device = torch.device("cuda", context.local_rank) if use_cuda else torch.device("cpu")
+    torch.backends.cudnn.benchmark = opt.cudnn_benchmark
     model = build_sdn_model(opt)
     if opt.pretrain_path:
         apply_pretrain(model, opt)
+    if context.enabled and opt.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     class_names = class_names_for(opt)
     _check_classes(model, class_names, opt)
     print(f"model {opt.arch}: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
-
-    normalize = ClipNormalize(*normalization(opt), opt.norm_value).to(device)
-    memory_format = torch.channels_last_3d if opt.channels_last else torch.contiguous_format
-
-    def prepare(clip: torch.Tensor) -> torch.Tensor:
-        return normalize(clip).contiguous(memory_format=memory_format)
+    prepare = input_preparation(opt, device)
 
     objective = build_objective(mode, opt)
-    train_loaders = training_loaders(opt, mode, device) if not opt.no_train else []
-    val_loaders = validation_loaders(opt, mode, device) if not opt.no_val else []
+    train_loaders = training_loaders(opt, mode, device, context) if not opt.no_train else []
+    val_loaders = validation_loaders(opt, mode, device, context) if not opt.no_val else []
     schedule = OptimizerSchedule(model, opt, pretrained=bool(opt.pretrain_path)) if train_loaders else None
     if opt.auto_resume:
         opt.resume_path = find_resumable(opt.result_path, allow_pickle=opt.allow_pickle) or opt.resume_path
     begin_epoch, resumed = resume(opt, model, schedule) if opt.resume_path else (opt.begin_epoch, {})
     position = resumed.get("position")
+    seed_everything(opt.manual_seed + context.rank)  # per-rank streams from here on
 
     resume_at = (begin_epoch, position["batch"] if position else 0) if opt.resume_path else None
     logs = open_logs(opt.result_path, objective, train=bool(train_loaders), val=bool(val_loaders),
                      resume_at=resume_at, tensorboard=not opt.no_tensorboard and bool(train_loaders),
-                     counters=run_counters(opt))
+                     counters=run_counters(opt)) if context.is_main else RunLogs.disabled()
     trainer = Trainer(opt=opt, model=model, objective=objective, schedule=schedule, device=device,
-                      prepare=prepare, logs=logs, class_names=class_names)
+                      prepare=prepare, logs=logs, class_names=class_names, context=context,
+                      train_model=training_wrapper(model, opt, mode, context, device))
     trainer.load_scaler_state(resumed)
     print("run")
     try:
@@ -207,11 +226,34 @@ def run(opt: argparse.Namespace) -> int:
         spatial = test_spatial_transform(opt.sample_size, opt.scale_in_test, opt.crop_position_in_test)
         test_set = get_test_set(opt, spatial, LoopPadding(opt.sample_duration))
         loader = _loader(test_set, opt, batch_size=opt.val_batch_size, shuffle=False, drop_last=False,
-                         workers=opt.n_threads, device=device, stream=20)
+                         workers=opt.n_threads, device=device, stream=20, context=context, sharding="contiguous")
         run_test(model, loader.epoch(0), prepare, test_set.class_names,
                  os.path.join(opt.result_path, f"{opt.test_subset}.json"),
-                 softmax=not opt.no_softmax_in_test, progress=not opt.no_progress)
+                 softmax=not opt.no_softmax_in_test, progress=not opt.no_progress, context=context)
     return 0
+
+
+def input_preparation(opt: argparse.Namespace, device: torch.device):
+    """uint8 clips -> normalised float on the device, in the chosen memory format (once per batch)."""
+    normalize = ClipNormalize(*normalization(opt), opt.norm_value).to(device)
+    memory_format = torch.channels_last_3d if opt.channels_last else torch.contiguous_format
+
+    def prepare(clip: torch.Tensor) -> torch.Tensor:
+        return normalize(clip).contiguous(memory_format=memory_format)
+
+    return prepare
+
+
+def training_wrapper(model: nn.Module, opt: argparse.Namespace, mode: str, context: Context,
+                     device: torch.device) -> nn.Module:
+    """What training steps call: DDP under torchrun (the full mode's two steps each leave part of the
+    model unused, hence ``find_unused_parameters``), optionally compiled."""
+    wrapped = model
+    if context.enabled:
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=mode == "full")
+    return torch.compile(wrapped) if opt.compile else wrapped
 
 
 def run_epochs(trainer: Trainer, opt: argparse.Namespace, begin_epoch: int, position: dict | None,

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sdn.distributed import SINGLE, Context, gather
 from sdn.io import atomic_write_json
 
 TOP_K = 10
@@ -29,39 +30,52 @@ def video_result(scores: list[Tensor], class_names: list[str]) -> list[dict]:
 
 
 @torch.no_grad()
-def run_test(
-    model: nn.Module,
-    loader: DataLoader,
-    prepare: Callable[[Tensor], Tensor],
-    class_names: list[str],
-    output_path: str,
-    *,
-    softmax: bool = True,
-    progress: bool = True,
-) -> dict[str, list[dict]]:
-    """Score every clip of ``loader`` and write the per-video results to ``output_path``."""
+def clip_scores(model: nn.Module, loader: DataLoader, prepare: Callable[[Tensor], Tensor], *, softmax: bool,
+                progress: bool) -> tuple[list[tuple[str, Tensor]], int]:
+    """(video id, class scores) of every readable clip in loader order, and how many clips were unreadable."""
     model.eval()
-    results: dict[str, list[dict]] = {}
-    current_id, buffer = None, []
-    skipped = 0
-    for i, batch in enumerate(tqdm(loader, desc="test", disable=not progress, unit="batch")):
+    scored, skipped = [], 0
+    for batch in tqdm(loader, desc="test", disable=not progress, unit="batch"):
         skipped += len(batch.get("bad_samples", []))
         if "clip" not in batch:
             continue
         scores = model(prepare(batch["clip"])).action.float()
         if softmax:
             scores = F.softmax(scores, dim=1)
-        for video_id, clip_scores in zip(batch["video_id"], scores.cpu()):
-            if video_id != current_id and buffer:
-                results[current_id] = video_result(buffer, class_names)
-                buffer = []
-            current_id = video_id
-            buffer.append(clip_scores)
-        if i % 100 == 0:
-            atomic_write_json(output_path, {"results": results})
+        scored.extend(zip(batch["video_id"], scores.cpu()))
+    return scored, skipped
+
+
+def merge_videos(scored: list[tuple[str, Tensor]], class_names: list[str]) -> dict[str, list[dict]]:
+    """Average consecutive clips of one video id; a later run of the same id replaces the earlier one."""
+    results: dict[str, list[dict]] = {}
+    current_id, buffer = None, []
+    for video_id, scores in scored:
+        if video_id != current_id and buffer:
+            results[current_id] = video_result(buffer, class_names)
+            buffer = []
+        current_id = video_id
+        buffer.append(scores)
     if buffer:
         results[current_id] = video_result(buffer, class_names)
+    return results
+
+
+def run_test(model: nn.Module, loader: DataLoader, prepare: Callable[[Tensor], Tensor], class_names: list[str],
+             output_path: str, *, softmax: bool = True, progress: bool = True,
+             context: Context = SINGLE) -> dict[str, list[dict]]:
+    """Score every clip and write the per-video results to ``output_path``.
+
+    Under DDP each rank scores a contiguous share of the clips; rank 0 joins them in order, so the
+    file equals a single-process run's.
+    """
+    scored, skipped = clip_scores(model, loader, prepare, softmax=softmax, progress=progress and context.is_main)
+    shares = gather((scored, skipped), context)
+    if not context.is_main:
+        return {}
+    results = merge_videos([item for share, _ in shares for item in share], class_names)
     atomic_write_json(output_path, {"results": results})
+    skipped = sum(count for _, count in shares)
     print(f"wrote {len(results)} videos to {os.path.abspath(output_path)}"
           + (f" ({skipped} unreadable clips skipped)" if skipped else ""))
     return results

@@ -28,11 +28,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
-from sdn.checkpoint import capture_rng_state, link_checkpoint, make_checkpoint, save_checkpoint
+from sdn.checkpoint import capture_rng_state, content_digest, link_checkpoint, make_checkpoint, save_checkpoint
 from sdn.config import opts_dict
 from sdn.engine.logger import TabLogger, drop_rows_after
 from sdn.engine.objectives import Objective
 from sdn.engine.optim import OptimizerSchedule
+from sdn.distributed import SINGLE, Context, any_across, gather, sum_across
 from sdn.errors import SdnError
 from sdn.seeding import mix_seed
 
@@ -45,27 +46,46 @@ class EpochSampler(Sampler):
     """Sample keys ``(epoch, index)`` of one epoch, in an order fixed by (seed, epoch, stream).
 
     Carrying the epoch in the key lets persistent workers produce the right epoch's random clips
-    without being told; ``start`` skips samples already consumed before an interruption.
+    without being told; ``start`` skips samples already consumed before an interruption. Under
+    DDP each rank takes its share of the same permutation: ``"padded"`` (training: every rank
+    gets as many samples, some repeated, like DistributedSampler), ``"strided"`` (validation:
+    every sample exactly once) or ``"contiguous"`` (test: consecutive clips of a video stay together).
     """
 
-    def __init__(self, size: int, *, shuffle: bool, seed: int, stream: int):
+    def __init__(self, size: int, *, shuffle: bool, seed: int, stream: int, context: Context = SINGLE,
+                 sharding: str = "padded"):
         self.size, self.shuffle, self.seed, self.stream = size, shuffle, seed, stream
+        self.context, self.sharding = context, sharding
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
-        if not self.shuffle:
-            return list(range(self.size))
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.stream))
-        return torch.randperm(self.size, generator=generator).tolist()
+        """This rank's indices for the current epoch."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.stream))
+            indices = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            indices = list(range(self.size))
+        rank, world = self.context.rank, self.context.world_size
+        if world == 1:
+            return indices
+        if self.sharding == "contiguous":
+            share = math.ceil(self.size / world)
+            return indices[rank * share:(rank + 1) * share]
+        if self.sharding == "padded":
+            indices += indices[:math.ceil(self.size / world) * world - self.size]
+        return indices[rank::world]
+
+    def shard_size(self) -> int:
+        return len(self.order())
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter([(self.epoch, index) for index in self.order()[self.start:]])
 
     def __len__(self) -> int:
-        return max(0, self.size - self.start)
+        return max(0, self.shard_size() - self.start)
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,16 +100,18 @@ class EpochLoader:
     """A DataLoader whose shuffle order and sample randomness are fixed by (seed, epoch)."""
 
     def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
-                 pin_memory: bool, seed: int, stream: int = 0):
+                 pin_memory: bool, seed: int, stream: int = 0, context: Context = SINGLE, sharding: str = "padded"):
         self.dataset = dataset
-        self.sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, stream=stream)
+        self.sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, stream=stream, context=context,
+                                    sharding=sharding)
         self.batch_size = batch_size
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
                                  pin_memory=pin_memory, drop_last=drop_last, collate_fn=collate_clips,
                                  persistent_workers=workers > 0, timeout=LOADER_TIMEOUT_S if workers else 0)
-        self.n_batches = len(dataset) // batch_size if drop_last else math.ceil(len(dataset) / batch_size)
-        if self.n_batches == 0:
-            raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} (drop_last={drop_last}); "
+        shard = self.sampler.shard_size()
+        self.n_batches = shard // batch_size if drop_last else math.ceil(shard / batch_size)
+        if self.n_batches == 0 and sharding == "padded":
+            raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} per process (drop_last={drop_last}); "
                            "lower the batch size or add videos")
 
     def epoch(self, epoch: int, start_batch: int = 0) -> DataLoader:
@@ -123,6 +145,25 @@ class MeanMeter:
         self.sums.update(state["sums"])
         self.counts.update(state["counts"])
 
+    def reduced(self, context: Context, device: torch.device) -> "MeanMeter":
+        """The meter summed over all ranks (every rank logs the same names)."""
+        names = list(self.sums)  # the same insertion order on every rank
+        totals = sum_across([self.sums[n] for n in names] + [self.counts[n] for n in names], context, device)
+        merged = MeanMeter()
+        for i, name in enumerate(names):
+            merged.sums[name], merged.counts[name] = totals[i], int(totals[len(names) + i])
+        return merged
+
+
+class NullLogger:
+    """Stands in for the logs on ranks other than 0."""
+
+    def log(self, values: dict[str, Any]) -> None:
+        del values
+
+    def close(self) -> None:
+        pass
+
 
 @dataclass
 class RunLogs:
@@ -130,6 +171,10 @@ class RunLogs:
     train_batch: TabLogger | None
     val: TabLogger | None
     tensorboard: Any | None
+
+    @classmethod
+    def disabled(cls) -> "RunLogs":
+        return cls(NullLogger(), NullLogger(), NullLogger(), None)
 
     def close(self) -> None:
         for logger in (self.train, self.train_batch, self.val):
@@ -196,10 +241,14 @@ class Trainer:
 
     def __init__(self, *, opt: argparse.Namespace, model: nn.Module, objective: Objective,
                  schedule: OptimizerSchedule | None, device: torch.device, prepare: Callable[[Tensor], Tensor],
-                 logs: RunLogs, class_names: list[str]):
+                 logs: RunLogs, class_names: list[str], context: Context = SINGLE,
+                 train_model: nn.Module | None = None):
+        """``train_model`` is what training steps call (a DDP or compiled wrapper); ``model`` is the
+        plain module that is validated and saved."""
         self.opt, self.model, self.objective, self.schedule = opt, model, objective, schedule
         self.device, self.prepare, self.logs, self.class_names = device, prepare, logs, class_names
-        self.progress = not opt.no_progress
+        self.context, self.train_model = context, train_model or model
+        self.progress = not opt.no_progress and context.is_main
         use_amp = device.type == "cuda" and opt.amp != "off"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp) if use_amp else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
@@ -285,7 +334,7 @@ class Trainer:
                                   clips_s=f"{clips / elapsed:.1f}", data=f"{waited / elapsed:.0%}")
             self._stop_if_requested(epoch, number, meter)
         self._stop_if_requested(epoch, n_batches, meter)
-        means = meter.means()
+        means = meter.reduced(self.context, self.device).means()
         self.logs.train.log({"epoch": epoch, **means, "lr": lr, **self._run_counts()})
         self._tensorboard("train", means, epoch, lr=lr)
         self._epoch_meter, self._n_train_batches = meter, n_batches
@@ -295,7 +344,7 @@ class Trainer:
                     number: int) -> dict[str, tuple[float, int]] | None:
         """The objective's optimizer steps for one iteration; the metrics to log, None if skipped."""
         current: dict[str, tuple[float, int]] = {}
-        for step in _autocast_each(self.objective.steps(self.model, batches, epoch), self._autocast):
+        for step in _autocast_each(self.objective.steps(self.train_model, batches, epoch), self._autocast):
             if not torch.isfinite(step.loss.detach()).all():
                 self._non_finite(step.loss, epoch, number)
                 return None
@@ -316,12 +365,13 @@ class Trainer:
         return {"bad samples": self.bad_samples, "skipped steps": self.skipped_steps}
 
     def _stop_if_requested(self, epoch: int, batch: int, meter: MeanMeter) -> None:
-        if self.stop_signal is None:
+        """Stop at this step boundary when any rank was signalled (all ranks stop at the same step)."""
+        if not any_across(self.stop_signal is not None, self.context, self.device):
             return
         position = {"batch": batch, "meter": meter.state_dict(), "bad": self.bad_samples,
                     "skipped": self.skipped_steps}
         self.save(epoch, self.last_path, position=position)
-        raise Preempted(self.stop_signal, epoch, batch, self.last_path)
+        raise Preempted(self.stop_signal or signal.SIGTERM, epoch, batch, self.last_path)
 
     @torch.no_grad()
     def validate(self, epoch: int, loaders: list[EpochLoader]) -> dict[str, float]:
@@ -331,17 +381,20 @@ class Trainer:
             with self._autocast():
                 for step in self.objective.validation_steps(self.model, batches, epoch):
                     meter.update(step.metrics)
-            if self.stop_signal is not None and self._epoch_meter is not None:
-                # resume redoes this validation; the epoch's training is kept
+            if self._epoch_meter is not None and not self.context.enabled:
+                # resume redoes this validation; the epoch's training is kept. (Under DDP ranks
+                # validate different numbers of batches, so they stop only between phases.)
                 self._stop_if_requested(epoch, self._n_train_batches, self._epoch_meter)
-        means = meter.means()
+        means = meter.reduced(self.context, self.device).means()
         self.logs.val.log({"epoch": epoch, **means})
         self._tensorboard("val", means, epoch)
         print(f"validation at epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
         return means
 
     def save(self, epoch: int, path: str, position: dict | None = None) -> None:
-        """A checkpoint resuming after ``epoch``, or inside it at ``position``."""
+        """A checkpoint resuming after ``epoch``, or inside it at ``position`` (written by rank 0)."""
+        if not self.context.is_main:
+            return
         optimizer = self.schedule.optimizer_for(epoch)
         checkpoint = make_checkpoint(
             next_epoch=epoch if position else epoch + 1,
@@ -361,12 +414,32 @@ class Trainer:
 
     def end_epoch(self, epoch: int) -> None:
         """``save_{epoch}.pth`` every ``--checkpoint`` epochs, and ``last.pth`` always."""
+        self._check_replicas()
+        if not self.context.is_main:
+            return
         if epoch % self.opt.checkpoint == 0:
             path = os.path.join(self.opt.result_path, f"save_{epoch}.pth")
             self.save(epoch, path)
             link_checkpoint(path, self.last_path)
         else:
             self.save(epoch, self.last_path)
+
+    def _check_replicas(self) -> None:
+        """Under DDP, make sure every rank holds the same weights before one of them is saved.
+
+        BatchNorm running statistics are local to each rank between forwards (DDP broadcasts rank
+        0's at the start of each forward), so they are taken from rank 0 first, as the next
+        forward would; parameters must agree bitwise on their own.
+        """
+        if not self.context.enabled:
+            return
+        for buffer in self.model.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+        digests = gather(content_digest(self.model.state_dict()), self.context)
+        if len(set(digests)) != 1:
+            raise SdnError(f"the {self.context.world_size} processes hold different weights; the run is not "
+                           "consistent (were they started with the same options?)")
+        print(f"weights identical on {self.context.world_size} processes")
 
     def load_scaler_state(self, checkpoint: dict[str, Any]) -> None:
         """Restore the fp16 loss scale of a resumed run, so it continues as it would have."""
