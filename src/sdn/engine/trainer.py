@@ -247,10 +247,12 @@ class Trainer:
         plain module that is validated and saved."""
         self.opt, self.model, self.objective, self.schedule = opt, model, objective, schedule
         self.device, self.prepare, self.logs, self.class_names = device, prepare, logs, class_names
-        self.context, self.train_model = context, train_model or model
+        self.context = context
+        self.train_model = model if train_model is None else train_model
         self.progress = not opt.no_progress and context.is_main
-        use_amp = device.type == "cuda" and opt.amp != "off"
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp) if use_amp else None
+        if opt.amp == "fp16" and device.type != "cuda":
+            raise SdnError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.stop_signal: int | None = None
         self.last_path = os.path.join(opt.result_path, "last.pth")
