@@ -3,7 +3,8 @@
 Start-up as the original (reference 2.1): parse, join the root path, derive scales/arch/mean/std,
 write ``opts.json``, pick the mode from ``--is_place_adv`` and the inverted ``--is_mask_adv``.
 Then seed, build the model (loading ``--pretrain_path`` by name and shape), the data, the
-optimizers, resume if asked, run the epochs, and test if asked.
+optimizers, resume if asked, run the epochs, and test if asked. Under ``torchrun`` the same code
+runs in every process (see :mod:`sdn.distributed`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from sdn.config import build_parser, resolve, save_opts, training_mode
 from sdn.data.datasets import class_names_for, get_test_set, get_training_set, get_validation_set
 from sdn.data.transforms import (ClipNormalize, LoopPadding, TemporalRandomCrop, test_spatial_transform,
                                  train_spatial_transform, val_spatial_transform)
+from sdn.distributed import SINGLE, Context, init_from_environment, shutdown
 from sdn.engine.objectives import build_objective
 from sdn.engine.optim import OptimizerSchedule
 from sdn.engine.testing import run_test
-from sdn.distributed import SINGLE, Context, init_from_environment, shutdown
 from sdn.engine.trainer import EpochLoader, Preempted, RunLogs, Trainer, open_logs, run_counters
 from sdn.errors import SdnError
 from sdn.models import build_model
