@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "plot": ("sdn.cli.plot", "training and validation curves of a run (PNG)"),
     "analyze": ("sdn.cli.analyze", "scene-bias measurements of a checkpoint (accuracy in/out of context, scene probe)"),
     "demo": ("sdn.cli.demo", "generate the benchmark, train and compare every SDN variant, write a report"),
+    "prepare": ("sdn.cli.prepare", "make frames, annotations, scene labels and human detections from raw videos"),
 }
 
 
