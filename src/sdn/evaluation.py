@@ -91,6 +91,13 @@ def _read_json(path: str) -> object:
         raise SdnError(f"{path}: not a UTF-8 text file") from None
     except json.JSONDecodeError as error:
         raise SdnError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except (ValueError, RecursionError) as error:  # integers of over 4300 digits, absurdly deep nesting
+        raise SdnError(f"{path}: not valid JSON ({error})") from None
+
+
+def _shown(text: str) -> str:
+    """``text`` as is, or quoted when it holds a line break or another unprintable character."""
+    return text if text.isprintable() else repr(text)
 
 
 def _add_label(labels: dict[str, list[int]], video_id: str, label: int) -> None:
@@ -130,9 +137,9 @@ def load_diving48_ground_truth(annotation_dir: str) -> GroundTruth:
             raise SdnError(f"{path}: entry {position} has no string 'vid_name'")
         label = entry.get("label")
         if not isinstance(label, int) or isinstance(label, bool):
-            raise SdnError(f"{path}: entry {position} ({entry['vid_name']}) has no integer 'label'")
+            raise SdnError(f"{path}: entry {position} ({_shown(entry['vid_name'])}) has no integer 'label'")
         if not 0 <= label < len(class_index):
-            raise SdnError(f"{path}: entry {position} ({entry['vid_name']}) has label {label}, "
+            raise SdnError(f"{path}: entry {position} ({_shown(entry['vid_name'])}) has label {label}, "
                            f"but {DIVING48_VOCAB_FILE} has {len(class_index)} classes")
         _add_label(labels, entry["vid_name"], label)
     if not labels:
@@ -195,9 +202,13 @@ def _prediction(path: str, video_id: str, row: object) -> Prediction:
     if not isinstance(row, dict) or not isinstance(row.get("label"), str):
         raise SdnError(f"{path}: a prediction of video {video_id!r} has no string 'label'")
     score = row.get("score")
-    if not isinstance(score, (int, float)) or isinstance(score, bool) or math.isnan(score):
+    try:  # JSON integers may be too large for a float
+        value = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else math.nan
+    except OverflowError:
+        value = math.nan
+    if math.isnan(value):
         raise SdnError(f"{path}: a prediction of video {video_id!r} has no numeric 'score'")
-    return Prediction(row["label"], float(score))
+    return Prediction(row["label"], value)
 
 
 def load_predictions(path: str) -> dict[str, list[Prediction]]:

@@ -30,6 +30,9 @@ from sdn.errors import SdnError
 SUBSETS = ("training", "validation", "testing")
 KINETICS_TIME_SUFFIX = re.compile(r"_\d{6}_\d{6}$")
 ACTIVITYNET_MIN_FRAMES = 16  # hard-coded in the original
+# More frames than any real video has (about 92 hours at 30 fps): a larger count is a corrupt
+# n_frames file or annotation, and would otherwise make a whole-video sample of that many indices.
+MAX_FRAMES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,18 @@ def load_json(path: str) -> Any:
         raise SdnError(f"{path}: annotation file not found") from None
     except IsADirectoryError:
         raise SdnError(f"{path}: is a directory, expected an annotation JSON file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, integers of over 4300 digits
         raise SdnError(f"{path}: not valid JSON ({error})") from None
     except (OSError, RecursionError) as error:
         raise SdnError(f"{path}: cannot read annotation file ({error})") from None
+
+
+def _shown(text: str) -> str:
+    """``text`` as is, or quoted when it holds a line break or another unprintable character.
+
+    Error messages are one line; names from a file (keys, ``vid_name``) may contain anything.
+    """
+    return text if text.isprintable() else repr(text)
 
 
 def _expect(condition: bool, path: str, message: str) -> None:
@@ -92,6 +103,18 @@ def read_labels_database(path: str) -> tuple[list[str], dict[str, dict]]:
         _expect(isinstance(value, dict) and value.get("subset") in SUBSETS, path,
                 f"database entry {key!r}: needs 'subset' set to one of {', '.join(SUBSETS)}")
     return labels, database
+
+
+def _inside(path: str, what: str, name: str) -> str:
+    """``name`` when joining it to a folder stays inside that folder; an SdnError otherwise.
+
+    Video names come from the annotation and are joined to ``--video_path``: an absolute name, or
+    one with an empty, ``.`` or ``..`` part, would read files elsewhere.
+    """
+    _expect(bool(name) and "\x00" not in name and not os.path.isabs(name)
+            and all(part not in ("", ".", "..") for part in name.split("/")), path,
+            f"{what}: {name!r} is not a relative path inside the video folder (no empty, '.' or '..' parts)")
+    return name
 
 
 def _entry_label(path: str, key: str, value: dict, labels: list[str]) -> str:
@@ -130,6 +153,9 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
             missing.append(base)
             continue
         entry = make(path)
+        if entry.n_frames > MAX_FRAMES:
+            raise SdnError(f"{annotation}: video {_shown(path)} would have {entry.n_frames} frames "
+                           f"(more than {MAX_FRAMES}); its n_frames file or annotation is corrupt")
         if entry.n_frames > 0:
             entries.append(entry)
         else:
@@ -139,10 +165,10 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
               f"(e.g. {missing[0]}); skipped")
     if empty and not entries:
         raise SdnError(f"{annotation}: every {subset} video found under {root} has no frames "
-                       f"(n_frames <= 0, e.g. {empty[0]}); {len(missing)} of {len(candidates)} were not found")
+                       f"(n_frames <= 0, e.g. {_shown(empty[0])}); {len(missing)} of {len(candidates)} were not found")
     if candidates and not entries:
         raise SdnError(f"{annotation}: none of the {len(candidates)} {subset} videos was found under {root} "
-                       f"(looked for frame folders or video files such as {candidates[0][0]})")
+                       f"(looked for frame folders or video files such as {_shown(candidates[0][0])})")
     if not candidates:
         raise SdnError(f"{annotation}: no video in subset {subset!r}")
     return entries
@@ -173,6 +199,7 @@ def read_kinetics(annotation_path: str, video_root: str, subset: str) -> tuple[l
             class_dir = _entry_label(annotation_path, key, value, labels)
             label = labels.index(class_dir)
         video_id = kinetics_video_id(key)
+        _inside(annotation_path, "database key", key)
         candidates.append((os.path.join(video_root, class_dir, key), _maker(video_id, label, class_dir)))
     return labels, _collect(candidates, annotation_path, subset, video_root)
 
@@ -185,6 +212,7 @@ def read_ucf_hmdb(annotation_path: str, video_root: str, subset: str) -> tuple[l
         if value["subset"] != subset:
             continue
         class_dir = _entry_label(annotation_path, key, value, labels)
+        _inside(annotation_path, "database key", key)
         candidates.append((os.path.join(video_root, class_dir, key), _maker(key, labels.index(class_dir), class_dir)))
     return labels, _collect(candidates, annotation_path, subset, video_root)
 
@@ -228,11 +256,11 @@ def read_diving48(annotation_dir: str, video_root: str, subset: str) -> tuple[li
                 f"{where}: needs a 'vid_name' string")
         fields = [item.get(name) for name in ("label", "start_frame", "end_frame")]
         _expect(all(isinstance(v, int) and not isinstance(v, bool) for v in fields), path,
-                f"{where} ({item['vid_name']}): 'label', 'start_frame' and 'end_frame' must be integers")
+                f"{where} ({_shown(item['vid_name'])}): 'label', 'start_frame' and 'end_frame' must be integers")
         label, start, end = fields
-        _expect(0 <= label < len(names), path, f"{where} ({item['vid_name']}): label {label} is not a class of "
+        _expect(0 <= label < len(names), path, f"{where} ({_shown(item['vid_name'])}): label {label} is not a class of "
                 f"Diving48_vocab.json ({len(names)} classes)")
-        base = os.path.join(video_root, item["vid_name"])
+        base = os.path.join(video_root, _inside(path, f"{where}: vid_name", item["vid_name"]))
         candidates.append((base, _maker(item["vid_name"], label, names[label], n_frames=end - start + 1)))
     return names, _collect(candidates, path, subset, video_root)
 
@@ -285,6 +313,9 @@ def activitynet_class_names(taxonomy: Any, path: str) -> list[str]:
     for node in taxonomy:
         _expect(isinstance(node, dict) and {"nodeId", "nodeName", "parentId"} <= node.keys(), path,
                 "every taxonomy node needs nodeId, nodeName and parentId")
+        _expect(isinstance(node["nodeName"], str) and all(isinstance(node[key], (str, int, float, type(None)))
+                                                          for key in ("nodeId", "parentId")), path,
+                "taxonomy nodes need a string nodeName and a string or number nodeId and parentId")
     parents = {node["parentId"] for node in taxonomy}
     return [node["nodeName"] for node in taxonomy if node["nodeId"] not in parents]
 
@@ -293,11 +324,13 @@ def _read_fps(directory: str) -> float:
     path = os.path.join(directory, "fps")
     try:
         with open(path, encoding="utf-8") as handle:
-            return float(handle.read().strip())
+            fps = float(handle.read().strip())
     except FileNotFoundError:
         raise SdnError(f"{path}: missing fps file (ActivityNet frame folders need one)") from None
     except (OSError, ValueError) as error:
         raise SdnError(f"{path}: cannot read the frame rate ({error})") from None
+    _expect(math.isfinite(fps) and fps > 0, path, f"the frame rate must be a positive number, found {fps}")
+    return fps
 
 
 def _existing_prefix(directory: str, indices: Iterable[int]) -> list[int]:
@@ -330,7 +363,7 @@ def read_activitynet(annotation_path: str, video_root: str, subset: str, n_sampl
     for key, value in data["database"].items():
         if not isinstance(value, dict) or value.get("subset") != subset:
             continue
-        directory = os.path.join(video_root, f"v_{key}")
+        directory = os.path.join(video_root, _inside(annotation_path, "database key", f"v_{key}"))
         if not os.path.isdir(directory):
             continue
         if subset == "testing":
@@ -354,6 +387,14 @@ def _untrimmed_clips(directory: str, key: str, sample_duration: int) -> list[Cli
     return clips
 
 
+def _finite_product(time: int | float, fps: float) -> bool:
+    """Whether ``time * fps`` is a finite float (JSON integers can exceed the float range)."""
+    try:
+        return math.isfinite(time * fps)
+    except OverflowError:
+        return False
+
+
 def _trimmed_clips(directory: str, key: str, value: dict, names: list[str], subset: str, n_samples: int,
                    sample_duration: int, path: str) -> list[ClipSample]:
     fps = _read_fps(directory)
@@ -364,7 +405,8 @@ def _trimmed_clips(directory: str, key: str, value: dict, names: list[str], subs
         segment = annotation.get("segment") if isinstance(annotation, dict) else None
         label = annotation.get("label") if isinstance(annotation, dict) else None
         _expect(isinstance(segment, list) and len(segment) == 2
-                and all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in segment)
+                and all(isinstance(t, (int, float)) and not isinstance(t, bool) and _finite_product(t, fps)
+                        for t in segment)
                 and isinstance(label, str) and label in names, path,
                 f"database entry {key!r}: each annotation needs a 2-number 'segment' and a leaf 'label'")
         begin = max(1, math.ceil(segment[0] * fps))

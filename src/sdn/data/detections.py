@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import reprlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -34,6 +35,14 @@ _NPZ_KEYS = ("class_dirs", "video_ids", "video_frame_offsets", "frame_indices",
              "frame_box_offsets", "boxes")
 ORIGINAL_NAMES = {"train": "detection_train_merged_rearranged.npy", "val": "detection_val_merged_rearranged.npy"}
 SAFE_NAMES = {"train": "detection_train.npz", "val": "detection_val.npz"}
+_INT64 = np.iinfo(np.int64)
+_SHORT = reprlib.Repr()  # keys of a tampered pickle may be huge or deeply nested tuples
+_SHORT.maxlevel, _SHORT.maxother = 3, 40
+
+
+def _key(value: Any) -> str:
+    """A dict key for an error message: strings as ``repr``, anything else abbreviated (one line)."""
+    return repr(value) if isinstance(value, str) else _SHORT.repr(value)
 
 
 def _split_of(subset: str) -> str:
@@ -45,7 +54,9 @@ def _split_of(subset: str) -> str:
 
 
 def _is_int_key(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    """An integer frame key that fits the int64 index arrays."""
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            and _INT64.min <= int(value) <= _INT64.max)
 
 
 def _as_boxes(value: Any, where: str, frame_index: int) -> np.ndarray:
@@ -66,7 +77,8 @@ def _as_boxes(value: Any, where: str, frame_index: int) -> np.ndarray:
         return np.zeros((0, 5), dtype=np.float32)
     if array.ndim != 2 or array.shape[1] < 5:
         raise SdnError(f"{where}, frame {frame_index}: 'human_boxes' has shape {list(array.shape)}, expected [N, 5]")
-    return np.concatenate([array[:, :4], array[:, -1:]], axis=1).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf: refused by _check_finite
+        return np.concatenate([array[:, :4], array[:, -1:]], axis=1).astype(np.float32)
 
 
 def _check_finite(arrays: dict[str, np.ndarray], path: str) -> None:
@@ -117,20 +129,20 @@ def _arrays_from_dict(data: Any, path: str) -> dict[str, np.ndarray]:
         raise SdnError(f"{path}: expected a dict of classes, found {type(data).__name__}")
     builder = _Builder()
     for class_dir, videos in data.items():
-        if not isinstance(class_dir, str):
-            raise SdnError(f"{path}: class key {class_dir!r} is not a string")
+        if not isinstance(class_dir, str) or "\x00" in class_dir:  # NUL: no folder name, lost by NumPy strings
+            raise SdnError(f"{path}: class key {_key(class_dir)} is not a string naming a folder")
         if not isinstance(videos, Mapping):
             raise SdnError(f"{path}: class {class_dir!r}: expected a dict of videos, found {type(videos).__name__}")
         for video_id, frames in videos.items():
-            where = f"{path}: class {class_dir!r}, video {video_id!r}"
-            if not isinstance(video_id, str):
-                raise SdnError(f"{where}: video key is not a string")
+            where = f"{path}: class {class_dir!r}, video {_key(video_id)}"
+            if not isinstance(video_id, str) or "\x00" in video_id:
+                raise SdnError(f"{where}: video key is not a string naming a folder")
             if not isinstance(frames, Mapping):
                 raise SdnError(f"{where}: expected a dict of frames, found {type(frames).__name__}")
             entries = []
             for frame_index, value in frames.items():
                 if not _is_int_key(frame_index):
-                    raise SdnError(f"{where}: frame key {frame_index!r} is not an integer")
+                    raise SdnError(f"{where}: frame key {_key(frame_index)} is not an integer (of at most 64 bits)")
                 if not isinstance(value, Mapping) or "human_boxes" not in value:
                     raise SdnError(f"{where}, frame {frame_index}: expected a dict with 'human_boxes'")
                 entries.append((int(frame_index), _as_boxes(value["human_boxes"], where, frame_index)))
@@ -148,7 +160,7 @@ def _arrays_from_npz(path: str) -> dict[str, np.ndarray]:
 
 def _valid_offsets(offsets: np.ndarray, length: int, count: int) -> bool:
     return (offsets.shape == (count + 1,) and offsets.dtype.kind in "iu" and offsets[0] == 0
-            and offsets[-1] == length and not np.any(np.diff(offsets) < 0))
+            and offsets[-1] == length and not np.any(offsets[1:] < offsets[:-1]))  # np.diff wraps unsigned
 
 
 def _check_flat(arrays: dict[str, np.ndarray], path: str) -> None:
@@ -158,8 +170,8 @@ def _check_flat(arrays: dict[str, np.ndarray], path: str) -> None:
     if arrays["class_dirs"].shape != (n_videos,) or arrays["video_ids"].shape != (n_videos,) \
             or arrays["class_dirs"].dtype.kind != "U" or arrays["video_ids"].dtype.kind != "U":
         raise SdnError(f"{path}: 'class_dirs' and 'video_ids' must be 1-D unicode arrays of equal length")
-    if frames.ndim != 1 or frames.dtype.kind not in "iu":
-        raise SdnError(f"{path}: 'frame_indices' must be a 1-D integer array")
+    if frames.ndim != 1 or frames.dtype.kind not in "iu" or (frames.size and frames.max() > _INT64.max):
+        raise SdnError(f"{path}: 'frame_indices' must be a 1-D integer array (of at most 64 bits)")
     if boxes.ndim != 2 or boxes.shape[1] != 5 or boxes.dtype != np.float32:
         raise SdnError(f"{path}: 'boxes' must be a float32 array of shape [N, 5]")
     if not _valid_offsets(arrays["video_frame_offsets"], len(frames), n_videos) \
@@ -167,7 +179,7 @@ def _check_flat(arrays: dict[str, np.ndarray], path: str) -> None:
         raise SdnError(f"{path}: the offset arrays do not index 'frame_indices'/'boxes' consistently")
     starts = np.zeros(len(frames), dtype=bool)
     starts[arrays["video_frame_offsets"][:-1][np.diff(arrays["video_frame_offsets"]) > 0]] = True
-    if np.any((np.diff(frames) <= 0) & ~starts[1:]):
+    if np.any((frames[1:] <= frames[:-1]) & ~starts[1:]):
         raise SdnError(f"{path}: 'frame_indices' must be strictly increasing within each video")
     _check_finite(arrays, path)
 

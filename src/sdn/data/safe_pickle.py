@@ -44,7 +44,18 @@ _ALLOWED_GLOBALS[("collections", "OrderedDict")] = OrderedDict
 
 # Errors a truncated or garbage payload can raise while being parsed or unpickled.
 _PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                 IndexError, KeyError, struct.error, OverflowError, MemoryError, UnicodeDecodeError)
+                 IndexError, KeyError, struct.error, OverflowError, MemoryError, UnicodeDecodeError,
+                 RecursionError)  # np.dtype of a deeply nested descriptor
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` escaped and cut to one line: error messages are one line, names in a pickle anything."""
+    return text if text.isprintable() and len(text) <= limit else repr(text[:limit])[1:-1]
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of a parser's message (NumPy's header errors span several)."""
+    return _printable(str(error).strip().split("\n", 1)[0])
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -58,19 +69,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise SdnError(f"{self._path}: refusing to load global '{module}.{name}' "
+            raise SdnError(f"{self._path}: refusing to load global '{_printable(f'{module}.{name}')}' "
                            "(only NumPy arrays and plain containers are allowed)") from None
 
 
 def _read_header(handle, path: str) -> np.dtype:
     """Parse the ``.npy`` magic and header; return the stored dtype."""
     version = npy_format.read_magic(handle)
-    if version == (1, 0):
-        _, _, dtype = npy_format.read_array_header_1_0(handle)
-    elif version == (2, 0):
-        _, _, dtype = npy_format.read_array_header_2_0(handle)
-    else:
+    if version not in ((1, 0), (2, 0)):
         raise SdnError(f"{path}: unsupported .npy format version {version[0]}.{version[1]}")
+    try:
+        read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        _, _, dtype = read(handle)
+    except OSError:
+        raise
+    except Exception as error:  # NumPy's header parser: ValueError, but also tokenize.TokenError and others
+        raise SdnError(f"{path}: not a readable .npy file (bad header: {_first_line(error)})") from error
     return dtype
 
 
@@ -102,7 +116,8 @@ def load_pickled_npy(path: str | os.PathLike) -> Any:
     except OSError as error:
         raise SdnError(f"{path}: cannot read ({error.strerror or error})") from error
     except _PARSE_ERRORS as error:
-        raise SdnError(f"{path}: not a readable .npy pickle (truncated or corrupt: {error})") from error
+        raise SdnError(f"{path}: not a readable .npy pickle (truncated or corrupt: {_first_line(error)})") \
+            from error
     if not isinstance(array, np.ndarray) or array.dtype != object or array.size != 1:
         raise SdnError(f"{path}: expected a single pickled object (np.save of a dict), "
                        f"found {type(array).__name__}")
@@ -137,7 +152,8 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], file_format: str, v
     path = str(path)
     wanted = ("format", "version", *text_keys, *keys)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own handle: np.load leaves the file open when the zip directory is unreadable.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             missing = [key for key in wanted if key not in npz.files]
             if missing:
                 raise SdnError(f"{path}: not a {file_format!r} file (missing {', '.join(missing)})")
@@ -147,12 +163,12 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], file_format: str, v
     except OSError as error:
         raise SdnError(f"{path}: cannot read ({error})") from error
     except Exception as error:  # zipfile, header and pickle-refusal errors alike: name the file
-        raise SdnError(f"{path}: not a readable .npz file ({error})") from error
+        raise SdnError(f"{path}: not a readable .npz file ({_first_line(error)})") from error
     found_format, found_version = arrays.pop("format"), arrays.pop("version")
     if found_format.shape != () or found_format.dtype.kind != "U" or str(found_format) != file_format \
             or found_version.shape != () or found_version.dtype.kind not in "iu" or int(found_version) != version:
         raise SdnError(f"{path}: expected format {file_format!r} version {version}, "
-                       f"found {found_format!s} version {found_version!s}")
+                       f"found {_printable(str(found_format))} version {_printable(str(found_version))}")
     for key in text_keys:
         if arrays[key].shape != () or arrays[key].dtype.kind != "U":
             raise SdnError(f"{path}: '{key}' must be a text scalar")

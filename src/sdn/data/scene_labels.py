@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -33,6 +34,13 @@ from sdn.errors import SdnError
 NPZ_FORMAT = "sdn-scene-labels"
 NPZ_VERSION = 1
 _NPZ_KEYS = ("class_dirs", "video_ids", "frame_offsets", "pred_cls", "probs")
+_SHORT = reprlib.Repr()  # keys of a tampered pickle may be huge or deeply nested tuples
+_SHORT.maxlevel, _SHORT.maxother = 3, 40
+
+
+def _key(value: Any) -> str:
+    """A dict key for an error message: strings as ``repr``, anything else abbreviated (one line)."""
+    return repr(value) if isinstance(value, str) else _SHORT.repr(value)
 
 
 @dataclass(frozen=True)
@@ -79,15 +87,15 @@ def _entries_from_dict(data: Any, path: str) -> dict[str, dict[str, _Entry]]:
         raise SdnError(f"{path}: expected a dict of classes, found {type(data).__name__}")
     result: dict[str, dict[str, _Entry]] = {}
     for class_dir, videos in data.items():
-        if not isinstance(class_dir, str):
-            raise SdnError(f"{path}: class key {class_dir!r} is not a string")
+        if not isinstance(class_dir, str) or "\x00" in class_dir:  # NUL: no folder name, lost by NumPy strings
+            raise SdnError(f"{path}: class key {_key(class_dir)} is not a string naming a folder")
         if not isinstance(videos, Mapping):
             raise SdnError(f"{path}: class {class_dir!r}: expected a dict of videos, found {type(videos).__name__}")
         entries: dict[str, _Entry] = {}
         for video_id, value in videos.items():
-            where = f"{path}: class {class_dir!r}, video {video_id!r}"
-            if not isinstance(video_id, str):
-                raise SdnError(f"{where}: video key is not a string")
+            where = f"{path}: class {class_dir!r}, video {_key(video_id)}"
+            if not isinstance(video_id, str) or "\x00" in video_id:
+                raise SdnError(f"{where}: video key is not a string naming a folder")
             if not isinstance(value, Mapping) or "pred_cls" not in value or "probs" not in value:
                 raise SdnError(f"{where}: expected a dict with 'pred_cls' and 'probs'")
             entries[video_id] = _Entry(value["pred_cls"], value["probs"], path)
@@ -107,12 +115,12 @@ def _entries_from_npz(path: str) -> dict[str, dict[str, _Entry]]:
         raise SdnError(f"{path}: 'class_dirs' and 'video_ids' must be 1-D unicode arrays of equal length")
     if mode == "multiple":
         if offsets.shape != (n_videos + 1,) or offsets.dtype.kind not in "iu" or offsets[0] != 0 \
-                or np.any(np.diff(offsets) < 0) or offsets[-1] != len(pred_cls) or len(probs) != len(pred_cls):
+                or np.any(offsets[1:] < offsets[:-1]) or offsets[-1] != len(pred_cls) or len(probs) != len(pred_cls):
             raise SdnError(f"{path}: 'frame_offsets' does not index 'pred_cls'/'probs' consistently")
         split = [(pred_cls[offsets[v]:offsets[v + 1]], probs[offsets[v]:offsets[v + 1]]) for v in range(n_videos)]
     elif mode == "single":
-        if len(pred_cls) != n_videos or len(probs) != n_videos:
-            raise SdnError(f"{path}: single mode needs one 'pred_cls' and one 'probs' row per video")
+        if len(pred_cls) != n_videos or len(probs) != n_videos or pred_cls.ndim != 1:
+            raise SdnError(f"{path}: single mode needs one 'pred_cls' value and one 'probs' row per video")
         split = [(pred_cls[v].item(), probs[v]) for v in range(n_videos)]
     else:
         raise SdnError(f"{path}: 'mode' must be 'single' or 'multiple', not {mode!r}")
@@ -154,7 +162,8 @@ def _video_targets(entry: _Entry, multiple: bool, where: str) -> tuple[np.ndarra
         probs = _check_probs(entry.probs, 2, where)
         if np.any(pred_cls < 0) or np.any(pred_cls >= probs.shape[1]):
             raise SdnError(f"{where}: 'pred_cls' has a value outside 0..{probs.shape[1] - 1} (the places of 'probs')")
-        soft = probs.mean(axis=0)  # in the stored dtype, as np.mean in the original
+        with np.errstate(over="ignore"):  # a sum beyond the dtype's range is refused below
+            soft = probs.mean(axis=0)  # in the stored dtype, as np.mean in the original
         hard = int(np.bincount(pred_cls.astype(np.int64)).argmax())  # ties -> smallest index
     else:
         if not _is_int_scalar(pred_cls):
@@ -164,7 +173,11 @@ def _video_targets(entry: _Entry, multiple: bool, where: str) -> tuple[np.ndarra
         if not 0 <= pred_cls < soft.shape[0]:
             raise SdnError(f"{where}: 'pred_cls' {pred_cls} is outside 0..{soft.shape[0] - 1} (the places of 'probs')")
         hard = int(pred_cls)
-    return soft.astype(np.float32), hard
+    with np.errstate(over="ignore"):
+        soft = soft.astype(np.float32)
+    if not np.all(np.isfinite(soft)):  # values (or their mean) beyond the float32 range
+        raise SdnError(f"{where}: 'probs' has values too large for float32")
+    return soft, hard
 
 
 class SceneLabels:

@@ -48,6 +48,10 @@ class ClipNormalize(nn.Module):
         # Not persistent: they are configuration, not weights, and must not enter checkpoints.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1), persistent=False)
+        # Division by exactly 1 returns its operand bit for bit, so it is skipped: the default
+        # (norm_value 1, mean subtraction only) then makes two passes over the clip instead of four.
+        self._divide_by_norm = self.norm_value != 1.0
+        self._divide_by_std = any(float(value) != 1.0 for value in std)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         if clips.dim() not in (4, 5) or clips.shape[-4] != 3:
@@ -56,7 +60,10 @@ class ClipNormalize(nn.Module):
         # whatever the input layout: broadcasting over channels is fast then, and the model
         # always sees the same memory format.
         x = clips.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-        return x.div_(self.norm_value).sub_(self.mean).div_(self.std)
+        if self._divide_by_norm:
+            x.div_(self.norm_value)
+        x.sub_(self.mean)
+        return x.div_(self.std) if self._divide_by_std else x
 
     def extra_repr(self) -> str:
         return f"norm_value={self.norm_value}"
