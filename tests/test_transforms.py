@@ -260,6 +260,14 @@ def test_clip_normalize_matches_the_original_per_frame_arithmetic(norm_value):
     assert normalize.state_dict() == {}  # configuration, not weights
 
 
+def test_clip_normalize_skips_division_by_one_bit_for_bit():
+    """The default (norm_value 1, std 1) skips two divisions; x / 1 is x, so nothing changes."""
+    clips = torch.randint(0, 256, (2, 3, 4, 5, 6), dtype=torch.uint8)
+    mean = torch.tensor(get_mean()).view(3, 1, 1, 1)
+    expected = clips.float().div_(1.0).sub_(mean).div_(torch.ones(3, 1, 1, 1))
+    assert torch.equal(ClipNormalize(get_mean(), [1.0, 1.0, 1.0], 1)(clips), expected)
+
+
 def test_clip_normalize_does_not_modify_float_input():
     clips = torch.full((3, 2, 2, 2), 100.0)
     out = ClipNormalize(get_mean(), [1.0, 1.0, 1.0])(clips)

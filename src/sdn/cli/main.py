@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "analyze": ("sdn.cli.analyze", "scene-bias measurements of a checkpoint (accuracy in/out of context, scene probe)"),
     "demo": ("sdn.cli.demo", "generate the benchmark, train and compare every SDN variant, write a report"),
     "prepare": ("sdn.cli.prepare", "make frames, annotations, scene labels and human detections from raw videos"),
+    "bench": ("sdn.cli.bench", "loader, training-step and full-SDN cost benchmarks, side by side (tables, JSON, PNG)"),
 }
 
 
