@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sdn.data.datasets import KINETICS_FAMILY, ClipDataset, get_training_set, get_validation_set
@@ -307,6 +307,17 @@ def analyze(loaded: LoadedModel, opt: argparse.Namespace, settings: AnalysisSett
 
 # ----------------------------------------------------------------------------------------------
 # presentation
+
+
+def json_ready(value: Any) -> Any:
+    """NaN (an undefined measurement) becomes null: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
 
 
 def _percent(value: Any) -> str:

@@ -9,13 +9,11 @@ them (the scene-label and detection directories are not, also as in ``sdn train`
 from __future__ import annotations
 
 import argparse
-import math
 import os
-from typing import Any
 
 import torch
 
-from sdn.analysis import AnalysisSettings, analyze, format_table, table_rows
+from sdn.analysis import AnalysisSettings, analyze, format_table, json_ready, table_rows
 from sdn.errors import SdnError
 from sdn.io import atomic_write_json
 from sdn.viz.cam import METHODS
@@ -69,7 +67,7 @@ def _label_directory(given: str | None, saved: str, flag: str) -> str | None:
     return saved if saved and os.path.isdir(saved) else None
 
 
-def data_options(args: argparse.Namespace, saved: argparse.Namespace) -> argparse.Namespace:
+def with_data_paths(args: argparse.Namespace, saved: argparse.Namespace) -> argparse.Namespace:
     """The checkpoint's options with the data paths given on the command line put over them."""
     opt = argparse.Namespace(**vars(saved))
     for name in ("video_path", "annotation_path"):
@@ -99,17 +97,6 @@ def settings_from(args: argparse.Namespace, saved: argparse.Namespace) -> Analys
         batch_size=args.batch_size, workers=args.n_threads, progress=not args.no_progress)
 
 
-def json_ready(value: Any) -> Any:
-    """NaN (an undefined measurement) becomes null: strict JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    return value
-
-
 def _check(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise SdnError(f"--batch_size must be at least 1, got {args.batch_size}")
@@ -126,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     loaded = load_model(args.checkpoint, allow_pickle=args.allow_pickle, device=device)
     settings = settings_from(args, loaded.opt)
-    result = json_ready(analyze(loaded, data_options(args, loaded.opt), settings))
+    result = json_ready(analyze(loaded, with_data_paths(args, loaded.opt), settings))
     print(format_table(table_rows(result)))
     atomic_write_json(args.out, result, indent=1)
     print(f"wrote {args.out}")
