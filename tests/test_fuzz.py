@@ -10,11 +10,9 @@ Inputs are nearly valid documents with some fields replaced by junk (wrong types
 negative or absurd numbers, names with line breaks or path separators), truncated or
 byte-flipped serialisations, random bytes, and hand-made pickles and ``.npy`` headers.
 
-Each section ends with plain regression tests for the bugs the fuzzing found. Problems found in
-``sdn.checkpoint`` and ``sdn.prepare.annotations`` (not changed with these tests) are recorded as
-strict ``xfail`` tests: remove the marker once the problem is fixed. The checkpoint property
-therefore leaves out the inputs those tests cover (non-zip garbage, byte flips, odd keys and
-tensor kinds).
+Each section ends with plain regression tests for the bugs the fuzzing found. The checkpoint
+property leaves out the inputs that have their own tests there (non-zip garbage, byte flips, odd
+keys and tensor kinds): each has its own deterministic test there.
 
 Deliberately not generated: a pickle holding a tuple nested about 10^6 deep used as a dict key.
 CPython hashes nested tuples recursively with no depth check, so unpickling such a file crashes
@@ -1203,7 +1201,7 @@ def test_fuzz_npy_headers_and_random_bytes(workdir, build):
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints (sdn.checkpoint is another engineer's: its problems are xfail tests, not fixes)
+# Checkpoints
 
 
 def _model() -> nn.Module:
@@ -1256,7 +1254,7 @@ TARGET_STATE = _model().state_dict()
 
 @st.composite
 def state_dicts(draw):
-    """Hostile state dicts with string keys and dense CPU tensors (other kinds: see the xfail tests)."""
+    """Hostile state dicts with string keys and dense CPU tensors (other kinds: see the tests below)."""
     state: dict[str, Any] = {}
     for key, value in TARGET_STATE.items():
         how = draw(st.sampled_from(["same"] * 3 + ["missing", "shape", "dtype", "not a tensor", "nan", "prefix"]))
@@ -1293,10 +1291,6 @@ def test_fuzz_checkpoint_state_dicts(checkpoint, strict):
     assert {key: value.shape for key, value in model.state_dict().items()} == shapes
 
 
-XFAIL_CHECKPOINT = "sdn.checkpoint (not changed here): remove this marker once it raises a clear SdnError"
-
-
-@pytest.mark.xfail(strict=True, reason=f"non-string state-dict keys raise AttributeError; {XFAIL_CHECKPOINT}")
 @pytest.mark.parametrize("resume", [False, True])
 def test_checkpoint_with_non_string_keys(resume):
     checkpoint = {"state_dict": {**TARGET_STATE, 7: torch.zeros(1)}}
@@ -1305,23 +1299,17 @@ def test_checkpoint_with_non_string_keys(resume):
     outcome(loader, "x.pth")
 
 
-@pytest.mark.xfail(strict=True, reason=f"state-dict key names are printed as is, so a name with a line break "
-                                       f"makes the error two lines; {XFAIL_CHECKPOINT}")
 def test_checkpoint_key_with_a_line_break():
     checkpoint = {"state_dict": {**TARGET_STATE, "new\nline": torch.zeros(1)}}
     outcome(lambda: load_for_resume(_model(), checkpoint, "x.pth"), "x.pth")
 
 
-@pytest.mark.xfail(strict=True, reason=f"sparse/meta tensors of the right shape raise a multi-line RuntimeError "
-                                       f"from load_state_dict; {XFAIL_CHECKPOINT}")
 @pytest.mark.parametrize("kind", ["sparse", "meta"])
 def test_checkpoint_with_sparse_or_meta_tensors(kind):
     bias = torch.zeros(2).to_sparse() if kind == "sparse" else torch.zeros(2, device="meta")
     outcome(lambda: load_for_resume(_model(), {"state_dict": {**TARGET_STATE, "0.bias": bias}}, "x.pth"), "x.pth")
 
 
-@pytest.mark.xfail(strict=True, reason=f"truncated checkpoints of the legacy (non-zip) format raise struct.error "
-                                       f"or IndexError from torch's weights-only unpickler; {XFAIL_CHECKPOINT}")
 def test_legacy_checkpoint_truncated(tmp_path):
     buffer = io.BytesIO()
     torch.save({"state_dict": _model().state_dict()}, buffer, _use_new_zipfile_serialization=False)
@@ -1331,8 +1319,6 @@ def test_legacy_checkpoint_truncated(tmp_path):
         outcome(lambda: read_checkpoint(str(path)), path)
 
 
-@pytest.mark.xfail(strict=True, reason=f"short garbage files (read as the legacy format) raise struct.error "
-                                       f"from torch's weights-only unpickler; {XFAIL_CHECKPOINT}")
 @pytest.mark.parametrize("content", [b"X", b"J\x00", b"\x80\x02X\x01"])
 def test_checkpoint_garbage_bytes(tmp_path, content):
     path = tmp_path / "save_1.pth"
@@ -1340,8 +1326,6 @@ def test_checkpoint_garbage_bytes(tmp_path, content):
     outcome(lambda: read_checkpoint(str(path)), path)
 
 
-@pytest.mark.xfail(strict=True, reason=f"byte-flipped checkpoints raise KeyError/AssertionError/IndexError/"
-                                       f"TypeError from torch.load; {XFAIL_CHECKPOINT}")
 @pytest.mark.parametrize("legacy", [False, True])
 def test_checkpoint_with_flipped_bytes(tmp_path, legacy):
     import random
@@ -1443,10 +1427,7 @@ def test_ground_truth_vid_name_with_line_break(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# sdn.prepare's readers of the official split files (another engineer's module: xfail, not fixes)
-
-XFAIL_PREPARE = "sdn.prepare.annotations (not changed here): remove this marker once it raises a clear SdnError"
-
+# sdn.prepare's readers of the official split files
 
 def _activitynet_source(tmp_path: Path, annotation: dict) -> Path:
     path = tmp_path / "activity_net.v1-3.min.json"
@@ -1455,8 +1436,6 @@ def _activitynet_source(tmp_path: Path, annotation: dict) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=f"a segment time of 10**400 raises OverflowError in math.isfinite; "
-                                       f"{XFAIL_PREPARE}")
 def test_prepare_activitynet_huge_segment(tmp_path):
     from sdn.prepare.annotations import activitynet_annotation
 
@@ -1464,8 +1443,6 @@ def test_prepare_activitynet_huge_segment(tmp_path):
     outcome(lambda: activitynet_annotation(str(path)), path)
 
 
-@pytest.mark.xfail(strict=True, reason=f"a list as annotation label raises TypeError (unhashable, 'in' a set); "
-                                       f"{XFAIL_PREPARE}")
 def test_prepare_activitynet_unhashable_label(tmp_path):
     from sdn.prepare.annotations import activitynet_annotation
 
@@ -1473,8 +1450,6 @@ def test_prepare_activitynet_unhashable_label(tmp_path):
     outcome(lambda: activitynet_annotation(str(path)), path)
 
 
-@pytest.mark.xfail(strict=True, reason=f"vid_name is printed unquoted, so a line break makes the error two lines; "
-                                       f"{XFAIL_PREPARE}")
 def test_prepare_diving48_vid_name_with_line_break(tmp_path):
     from sdn.prepare.annotations import diving48_annotations
 
@@ -1485,8 +1460,6 @@ def test_prepare_diving48_vid_name_with_line_break(tmp_path):
     outcome(lambda: diving48_annotations(str(tmp_path)), tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason=f"the video key (a quoted CSV field may hold a line break) is printed "
-                                       f"unquoted; {XFAIL_PREPARE}")
 def test_prepare_kinetics_key_with_line_break(tmp_path):
     from sdn.prepare.annotations import kinetics_annotation
 

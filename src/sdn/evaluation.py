@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-from sdn.errors import SdnError
+from sdn.errors import SdnError, shown
 
 DATASETS = ("diving48", "ucf101", "hmdb51", "kinetics")
 
@@ -95,10 +95,6 @@ def _read_json(path: str) -> object:
         raise SdnError(f"{path}: not valid JSON ({error})") from None
 
 
-def _shown(text: str) -> str:
-    """``text`` as is, or quoted when it holds a line break or another unprintable character."""
-    return text if text.isprintable() else repr(text)
-
 
 def _add_label(labels: dict[str, list[int]], video_id: str, label: int) -> None:
     """Record a (video, label) pair once, as the original's ``drop_duplicates``."""
@@ -137,9 +133,9 @@ def load_diving48_ground_truth(annotation_dir: str) -> GroundTruth:
             raise SdnError(f"{path}: entry {position} has no string 'vid_name'")
         label = entry.get("label")
         if not isinstance(label, int) or isinstance(label, bool):
-            raise SdnError(f"{path}: entry {position} ({_shown(entry['vid_name'])}) has no integer 'label'")
+            raise SdnError(f"{path}: entry {position} ({shown(entry['vid_name'])}) has no integer 'label'")
         if not 0 <= label < len(class_index):
-            raise SdnError(f"{path}: entry {position} ({_shown(entry['vid_name'])}) has label {label}, "
+            raise SdnError(f"{path}: entry {position} ({shown(entry['vid_name'])}) has label {label}, "
                            f"but {DIVING48_VOCAB_FILE} has {len(class_index)} classes")
         _add_label(labels, entry["vid_name"], label)
     if not labels:

@@ -25,7 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from sdn.data.video import FRAME_NAME, open_video, read_n_frames_file, resolve_video
-from sdn.errors import SdnError
+from sdn.errors import SdnError, first_line, shown
 
 SUBSETS = ("training", "validation", "testing")
 KINETICS_TIME_SUFFIX = re.compile(r"_\d{6}_\d{6}$")
@@ -76,13 +76,6 @@ def load_json(path: str) -> Any:
     except (OSError, RecursionError) as error:
         raise SdnError(f"{path}: cannot read annotation file ({error})") from None
 
-
-def _shown(text: str) -> str:
-    """``text`` as is, or quoted when it holds a line break or another unprintable character.
-
-    Error messages are one line; names from a file (keys, ``vid_name``) may contain anything.
-    """
-    return text if text.isprintable() else repr(text)
 
 
 def _expect(condition: bool, path: str, message: str) -> None:
@@ -154,7 +147,7 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
             continue
         entry = make(path)
         if entry.n_frames > MAX_FRAMES:
-            raise SdnError(f"{annotation}: video {_shown(path)} would have {entry.n_frames} frames "
+            raise SdnError(f"{annotation}: video {shown(path)} would have {entry.n_frames} frames "
                            f"(more than {MAX_FRAMES}); its n_frames file or annotation is corrupt")
         if entry.n_frames > 0:
             entries.append(entry)
@@ -165,10 +158,10 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
               f"(e.g. {missing[0]}); skipped")
     if empty and not entries:
         raise SdnError(f"{annotation}: every {subset} video found under {root} has no frames "
-                       f"(n_frames <= 0, e.g. {_shown(empty[0])}); {len(missing)} of {len(candidates)} were not found")
+                       f"(n_frames <= 0, e.g. {shown(empty[0])}); {len(missing)} of {len(candidates)} were not found")
     if candidates and not entries:
         raise SdnError(f"{annotation}: none of the {len(candidates)} {subset} videos was found under {root} "
-                       f"(looked for frame folders or video files such as {_shown(candidates[0][0])})")
+                       f"(looked for frame folders or video files such as {shown(candidates[0][0])})")
     if not candidates:
         raise SdnError(f"{annotation}: no video in subset {subset!r}")
     return entries
@@ -256,9 +249,9 @@ def read_diving48(annotation_dir: str, video_root: str, subset: str) -> tuple[li
                 f"{where}: needs a 'vid_name' string")
         fields = [item.get(name) for name in ("label", "start_frame", "end_frame")]
         _expect(all(isinstance(v, int) and not isinstance(v, bool) for v in fields), path,
-                f"{where} ({_shown(item['vid_name'])}): 'label', 'start_frame' and 'end_frame' must be integers")
+                f"{where} ({shown(item['vid_name'])}): 'label', 'start_frame' and 'end_frame' must be integers")
         label, start, end = fields
-        _expect(0 <= label < len(names), path, f"{where} ({_shown(item['vid_name'])}): label {label} is not a class of "
+        _expect(0 <= label < len(names), path, f"{where} ({shown(item['vid_name'])}): label {label} is not a class of "
                 f"Diving48_vocab.json ({len(names)} classes)")
         base = os.path.join(video_root, _inside(path, f"{where}: vid_name", item["vid_name"]))
         candidates.append((base, _maker(item["vid_name"], label, names[label], n_frames=end - start + 1)))
@@ -321,14 +314,15 @@ def activitynet_class_names(taxonomy: Any, path: str) -> list[str]:
 
 
 def _read_fps(directory: str) -> float:
-    path = os.path.join(directory, "fps")
+    file = os.path.join(directory, "fps")
+    path = shown(file)  # the folder name comes from the annotation: it may hold any character
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(file, encoding="utf-8") as handle:
             fps = float(handle.read().strip())
     except FileNotFoundError:
         raise SdnError(f"{path}: missing fps file (ActivityNet frame folders need one)") from None
     except (OSError, ValueError) as error:
-        raise SdnError(f"{path}: cannot read the frame rate ({error})") from None
+        raise SdnError(f"{path}: cannot read the frame rate ({first_line(error)})") from None
     _expect(math.isfinite(fps) and fps > 0, path, f"the frame rate must be a positive number, found {fps}")
     return fps
 

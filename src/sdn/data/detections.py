@@ -21,13 +21,12 @@ from __future__ import annotations
 import math
 import os
 import random
-import reprlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from sdn.data.safe_pickle import load_npz, load_pickled_npy, save_npz, save_pickled_npy
-from sdn.errors import SdnError
+from sdn.errors import SdnError, shown_key
 
 NPZ_FORMAT = "sdn-human-detections"
 NPZ_VERSION = 1
@@ -36,13 +35,6 @@ _NPZ_KEYS = ("class_dirs", "video_ids", "video_frame_offsets", "frame_indices",
 ORIGINAL_NAMES = {"train": "detection_train_merged_rearranged.npy", "val": "detection_val_merged_rearranged.npy"}
 SAFE_NAMES = {"train": "detection_train.npz", "val": "detection_val.npz"}
 _INT64 = np.iinfo(np.int64)
-_SHORT = reprlib.Repr()  # keys of a tampered pickle may be huge or deeply nested tuples
-_SHORT.maxlevel, _SHORT.maxother = 3, 40
-
-
-def _key(value: Any) -> str:
-    """A dict key for an error message: strings as ``repr``, anything else abbreviated (one line)."""
-    return repr(value) if isinstance(value, str) else _SHORT.repr(value)
 
 
 def _split_of(subset: str) -> str:
@@ -130,11 +122,11 @@ def _arrays_from_dict(data: Any, path: str) -> dict[str, np.ndarray]:
     builder = _Builder()
     for class_dir, videos in data.items():
         if not isinstance(class_dir, str) or "\x00" in class_dir:  # NUL: no folder name, lost by NumPy strings
-            raise SdnError(f"{path}: class key {_key(class_dir)} is not a string naming a folder")
+            raise SdnError(f"{path}: class key {shown_key(class_dir)} is not a string naming a folder")
         if not isinstance(videos, Mapping):
             raise SdnError(f"{path}: class {class_dir!r}: expected a dict of videos, found {type(videos).__name__}")
         for video_id, frames in videos.items():
-            where = f"{path}: class {class_dir!r}, video {_key(video_id)}"
+            where = f"{path}: class {class_dir!r}, video {shown_key(video_id)}"
             if not isinstance(video_id, str) or "\x00" in video_id:
                 raise SdnError(f"{where}: video key is not a string naming a folder")
             if not isinstance(frames, Mapping):
@@ -142,7 +134,7 @@ def _arrays_from_dict(data: Any, path: str) -> dict[str, np.ndarray]:
             entries = []
             for frame_index, value in frames.items():
                 if not _is_int_key(frame_index):
-                    raise SdnError(f"{where}: frame key {_key(frame_index)} is not an integer (of at most 64 bits)")
+                    raise SdnError(f"{where}: frame key {shown_key(frame_index)} is not an integer (of at most 64 bits)")
                 if not isinstance(value, Mapping) or "human_boxes" not in value:
                     raise SdnError(f"{where}, frame {frame_index}: expected a dict with 'human_boxes'")
                 entries.append((int(frame_index), _as_boxes(value["human_boxes"], where, frame_index)))
@@ -152,7 +144,8 @@ def _arrays_from_dict(data: Any, path: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _arrays_from_npz(path: str) -> dict[str, np.ndarray]:
+def read_detections_npz(path: str) -> dict[str, np.ndarray]:
+    """The flat, validated arrays of sdn's safe format (see :func:`save_detections_npz`)."""
     arrays = load_npz(path, _NPZ_KEYS, NPZ_FORMAT, NPZ_VERSION)
     _check_flat(arrays, path)
     return arrays
@@ -213,7 +206,7 @@ class HumanDetections:
         safe = os.path.join(str(human_dets_path), SAFE_NAMES[split])
         original = os.path.join(str(human_dets_path), ORIGINAL_NAMES[split])
         if os.path.isfile(safe):
-            return cls(_arrays_from_npz(safe), safe)
+            return cls(read_detections_npz(safe), safe)
         if os.path.isfile(original):
             return cls(_arrays_from_dict(load_pickled_npy(original), original), original)
         raise SdnError(f"{human_dets_path}: no human detection file for {subset!r} "

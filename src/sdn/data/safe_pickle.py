@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import numpy.lib.format as npy_format
 
-from sdn.errors import SdnError
+from sdn.errors import SdnError, first_line, shown
 from sdn.io import atomic_open
 
 try:  # NumPy >= 2 moved the implementation to numpy._core
@@ -48,16 +48,6 @@ _PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, Attrib
                  RecursionError)  # np.dtype of a deeply nested descriptor
 
 
-def _printable(text: str, limit: int = 200) -> str:
-    """``text`` escaped and cut to one line: error messages are one line, names in a pickle anything."""
-    return text if text.isprintable() and len(text) <= limit else repr(text[:limit])[1:-1]
-
-
-def _first_line(error: BaseException) -> str:
-    """The first line of a parser's message (NumPy's header errors span several)."""
-    return _printable(str(error).strip().split("\n", 1)[0])
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
     """An unpickler whose ``find_class`` only resolves the data-building globals above."""
 
@@ -69,7 +59,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise SdnError(f"{self._path}: refusing to load global '{_printable(f'{module}.{name}')}' "
+            raise SdnError(f"{self._path}: refusing to load global '{shown(f'{module}.{name}')}' "
                            "(only NumPy arrays and plain containers are allowed)") from None
 
 
@@ -84,7 +74,7 @@ def _read_header(handle, path: str) -> np.dtype:
     except OSError:
         raise
     except Exception as error:  # NumPy's header parser: ValueError, but also tokenize.TokenError and others
-        raise SdnError(f"{path}: not a readable .npy file (bad header: {_first_line(error)})") from error
+        raise SdnError(f"{path}: not a readable .npy file (bad header: {first_line(error)})") from error
     return dtype
 
 
@@ -116,7 +106,7 @@ def load_pickled_npy(path: str | os.PathLike) -> Any:
     except OSError as error:
         raise SdnError(f"{path}: cannot read ({error.strerror or error})") from error
     except _PARSE_ERRORS as error:
-        raise SdnError(f"{path}: not a readable .npy pickle (truncated or corrupt: {_first_line(error)})") \
+        raise SdnError(f"{path}: not a readable .npy pickle (truncated or corrupt: {first_line(error)})") \
             from error
     if not isinstance(array, np.ndarray) or array.dtype != object or array.size != 1:
         raise SdnError(f"{path}: expected a single pickled object (np.save of a dict), "
@@ -163,12 +153,12 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], file_format: str, v
     except OSError as error:
         raise SdnError(f"{path}: cannot read ({error})") from error
     except Exception as error:  # zipfile, header and pickle-refusal errors alike: name the file
-        raise SdnError(f"{path}: not a readable .npz file ({_first_line(error)})") from error
+        raise SdnError(f"{path}: not a readable .npz file ({first_line(error)})") from error
     found_format, found_version = arrays.pop("format"), arrays.pop("version")
     if found_format.shape != () or found_format.dtype.kind != "U" or str(found_format) != file_format \
             or found_version.shape != () or found_version.dtype.kind not in "iu" or int(found_version) != version:
         raise SdnError(f"{path}: expected format {file_format!r} version {version}, "
-                       f"found {_printable(str(found_format))} version {_printable(str(found_version))}")
+                       f"found {shown(str(found_format))} version {shown(str(found_version))}")
     for key in text_keys:
         if arrays[key].shape != () or arrays[key].dtype.kind != "U":
             raise SdnError(f"{path}: '{key}' must be a text scalar")

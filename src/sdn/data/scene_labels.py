@@ -22,25 +22,17 @@ from __future__ import annotations
 
 import glob
 import os
-import reprlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from sdn.data.safe_pickle import load_npz, load_pickled_npy, save_npz, save_pickled_npy
-from sdn.errors import SdnError
+from sdn.errors import SdnError, shown_key
 
 NPZ_FORMAT = "sdn-scene-labels"
 NPZ_VERSION = 1
 _NPZ_KEYS = ("class_dirs", "video_ids", "frame_offsets", "pred_cls", "probs")
-_SHORT = reprlib.Repr()  # keys of a tampered pickle may be huge or deeply nested tuples
-_SHORT.maxlevel, _SHORT.maxother = 3, 40
-
-
-def _key(value: Any) -> str:
-    """A dict key for an error message: strings as ``repr``, anything else abbreviated (one line)."""
-    return repr(value) if isinstance(value, str) else _SHORT.repr(value)
 
 
 @dataclass(frozen=True)
@@ -88,12 +80,12 @@ def _entries_from_dict(data: Any, path: str) -> dict[str, dict[str, _Entry]]:
     result: dict[str, dict[str, _Entry]] = {}
     for class_dir, videos in data.items():
         if not isinstance(class_dir, str) or "\x00" in class_dir:  # NUL: no folder name, lost by NumPy strings
-            raise SdnError(f"{path}: class key {_key(class_dir)} is not a string naming a folder")
+            raise SdnError(f"{path}: class key {shown_key(class_dir)} is not a string naming a folder")
         if not isinstance(videos, Mapping):
             raise SdnError(f"{path}: class {class_dir!r}: expected a dict of videos, found {type(videos).__name__}")
         entries: dict[str, _Entry] = {}
         for video_id, value in videos.items():
-            where = f"{path}: class {class_dir!r}, video {_key(video_id)}"
+            where = f"{path}: class {class_dir!r}, video {shown_key(video_id)}"
             if not isinstance(video_id, str) or "\x00" in video_id:
                 raise SdnError(f"{where}: video key is not a string naming a folder")
             if not isinstance(value, Mapping) or "pred_cls" not in value or "probs" not in value:
@@ -103,7 +95,7 @@ def _entries_from_dict(data: Any, path: str) -> dict[str, dict[str, _Entry]]:
     return result
 
 
-def _entries_from_npz(path: str) -> dict[str, dict[str, _Entry]]:
+def read_scene_labels_npz(path: str) -> dict[str, dict[str, _Entry]]:
     """Read sdn's safe format and present it as the same nested entries as a pickle."""
     arrays = load_npz(path, _NPZ_KEYS, NPZ_FORMAT, NPZ_VERSION, text_keys=("mode",))
     mode = str(arrays["mode"])
@@ -214,7 +206,7 @@ class SceneLabels:
         """
         merged: dict[str, dict[str, _Entry]] = {}
         for path in _label_files(str(place_pred_path), subset):
-            merged.update(_entries_from_npz(path) if path.endswith(".npz") else _entries_from_pickle(path))
+            merged.update(read_scene_labels_npz(path) if path.endswith(".npz") else _entries_from_pickle(path))
         return cls(merged, str(place_pred_path))
 
     @classmethod

@@ -28,7 +28,7 @@ from typing import Any
 
 from sdn.data.annotations import SUBSETS, activitynet_class_names, load_json
 from sdn.data.video import read_n_frames_file
-from sdn.errors import SdnError
+from sdn.errors import SdnError, shown
 from sdn.io import atomic_write_json
 
 HMDB51_SPLIT_FILE = re.compile(r"(.+)_test_split([123])\.txt")
@@ -102,7 +102,7 @@ def kinetics_annotation(train_csv: str, val_csv: str, test_csv: str | None = Non
         database[key] = _entry("training", label)
     for key, label in _kinetics_rows(val_csv, with_label=True):
         if label not in labels:
-            raise SdnError(f"{val_csv}: label {label!r} of video {key} is not a training label of {train_csv}")
+            raise SdnError(f"{val_csv}: label {label!r} of video {shown(key)} is not a training label of {train_csv}")
         database[key] = _entry("validation", label)
     if test_csv:
         for key, _ in _kinetics_rows(test_csv, with_label=False):
@@ -236,7 +236,7 @@ def _diving48_items(path: str, n_classes: int) -> list[dict[str, Any]]:
                            "'start_frame', 'end_frame'")
         label, start, end = fields
         if not 0 <= label < n_classes or end < start:
-            raise SdnError(f"{path}: entry {number} ({item['vid_name']}): label must be 0..{n_classes - 1} and "
+            raise SdnError(f"{path}: entry {number} ({shown(item['vid_name'])}): label must be 0..{n_classes - 1} and "
                            "end_frame at least start_frame")
     return items
 
@@ -294,9 +294,19 @@ def activitynet_annotation(path: str) -> dict[str, Any]:
 
 def _valid_segment(annotation: Any, leaves: set[str]) -> bool:
     segment = annotation.get("segment") if isinstance(annotation, dict) else None
-    return (isinstance(segment, list) and len(segment) == 2
-            and all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in segment)
-            and annotation.get("label") in leaves)
+    label = annotation.get("label") if isinstance(annotation, dict) else None
+    return (isinstance(segment, list) and len(segment) == 2 and all(_finite_number(t) for t in segment)
+            and isinstance(label, str) and label in leaves)
+
+
+def _finite_number(value: Any) -> bool:
+    """A JSON number that is a finite float (JSON integers may exceed the float range)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def _dict_kind(data: Any, path: str) -> str:
 
 
 def _scene_labels_from_npz(path: str) -> dict[str, dict[str, dict[str, Any]]]:
-    entries = scene_labels._entries_from_npz(path)  # the validated reader of the safe format
+    entries = scene_labels.read_scene_labels_npz(path)
     return {class_dir: {video_id: {"pred_cls": entry.pred_cls, "probs": entry.probs}
                         for video_id, entry in videos.items()}
             for class_dir, videos in entries.items()}
@@ -61,7 +61,7 @@ def _scene_labels_from_npz(path: str) -> dict[str, dict[str, dict[str, Any]]]:
 
 def _detections_from_npz(path: str) -> dict[str, dict[str, dict[int, dict[str, np.ndarray]]]]:
     """Unflatten the safe arrays (offsets into frames, frames into boxes) into the nested dict."""
-    arrays = detections._arrays_from_npz(path)  # the validated reader of the safe format
+    arrays = detections.read_detections_npz(path)
     video_frames, frame_boxes = arrays["video_frame_offsets"], arrays["frame_box_offsets"]
     frame_indices, boxes = arrays["frame_indices"], arrays["boxes"]
     result: dict[str, dict] = {}
