@@ -111,6 +111,11 @@ def test_bad_requests_are_clear_errors(capsys):
     assert "unknown part 'speed'" in capsys.readouterr().err
     assert sdn_main(["bench", "loader", "--frames", "4", "--sample_duration", "4"]) == 2
     assert "--frames" in capsys.readouterr().err
+    # checked before the loader part runs, not after it
+    assert sdn_main(["bench", "--device", "cpu", "--cost_variant", "fp16"]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().err
+    assert sdn_main(["bench", "--model_depth", "19"]) == 2
+    assert "--model_depth 19" in capsys.readouterr().err
     with pytest.raises(SdnError, match="needs a CUDA device"):
         option_flags("fp16", "cpu")
     with pytest.raises(SdnError, match="speed option 'fast'"):

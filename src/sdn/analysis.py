@@ -164,6 +164,7 @@ def data_options(opt: argparse.Namespace) -> argparse.Namespace:
     opt = copy.copy(opt)
     if opt.dataset in KINETICS_FAMILY:
         opt.dataset = "kinetics"
+    opt.on_bad_sample = "error"  # a measurement must not silently drop clips
     return opt
 
 
@@ -247,20 +248,27 @@ def scene_targets(dataset: ClipDataset, labels: SceneLabels) -> Tensor:
     return torch.as_tensor([labels.target(s.video.class_dir, s.video.video_id, False) for s in dataset.samples])
 
 
-def scene_probe(train: Outputs, train_set: ClipDataset, evaluated: dict[str, tuple[Outputs, ClipDataset]],
-                place_pred_path: str) -> dict[str, Any]:
-    """Fit the probe on the training clips' features; accuracy and B_scene on each evaluated split."""
+def probe_targets(place_pred_path: str, train_set: ClipDataset,
+                  evaluated: dict[str, ClipDataset]) -> tuple[int, Tensor, dict[str, Tensor]]:
+    """(places, training targets, targets per evaluated split), read before any forward pass so
+    that a video without a scene label fails at once, not after minutes of feature extraction."""
     train_labels = SceneLabels.from_path(place_pred_path, "training")
     held_out = SceneLabels.from_path(place_pred_path, "validation")
-    places = train_labels.num_places
-    probe = fit_linear_probe(train.features, scene_targets(train_set, train_labels), places)
+    return (train_labels.num_places, scene_targets(train_set, train_labels),
+            {split: scene_targets(dataset, held_out) for split, dataset in evaluated.items()})
+
+
+def scene_probe(places: int, train: Outputs, train_targets: Tensor, evaluated: dict[str, Outputs],
+                targets: dict[str, Tensor]) -> dict[str, Any]:
+    """Fit the probe on the training clips' features; accuracy and B_scene on each evaluated split."""
+    probe = fit_linear_probe(train.features, train_targets, places)
     chance = 1.0 / places
     result: dict[str, Any] = {"places": places, "chance": chance, "log_base": LOG_BASE,
                               "definition": f"B_scene = log{LOG_BASE}(probe accuracy / chance), chance = 1/places",
                               "train_clips": len(train.labels),
-                              "train_accuracy": probe_accuracy(probe, train.features, scene_targets(train_set, train_labels))}
-    for split, (outputs, dataset) in evaluated.items():
-        accuracy = probe_accuracy(probe, outputs.features, scene_targets(dataset, held_out))
+                              "train_accuracy": probe_accuracy(probe, train.features, train_targets)}
+    for split, outputs in evaluated.items():
+        accuracy = probe_accuracy(probe, outputs.features, targets[split])
         result[split] = {"clips": len(outputs.labels), "accuracy": accuracy,
                          "b_scene": representation_bias(accuracy, chance)}
     return result
@@ -278,30 +286,35 @@ def actor_attention(loaded: LoadedModel, dataset: ClipDataset, detections: Human
 
 def analyze(loaded: LoadedModel, opt: argparse.Namespace, settings: AnalysisSettings) -> dict[str, Any]:
     """Every measurement the settings allow, as a JSON-ready dict (NaN where a value is undefined)."""
-    in_context = validation_clips(opt)
-    passes = collect(loaded, in_context, settings, "in context", {"clip": lambda c: c, "static": static_clips})
+    datasets = {"in_context": validation_clips(opt)}
+    if settings.ooc_annotation_path:
+        datasets["out_of_context"] = validation_clips(opt, settings.ooc_annotation_path)
+    if settings.place_pred_path:
+        train_set = training_clips(opt)
+        places, train_targets, targets = probe_targets(settings.place_pred_path, train_set, datasets)
+    if settings.human_dets_path:
+        detections = HumanDetections.from_path(settings.human_dets_path, "validation")
+        masked = human_masked_clips(datasets["in_context"], detections)
+    passes = collect(loaded, datasets["in_context"], settings, "in context",
+                     {"clip": lambda c: c, "static": static_clips})
+    outputs = {"in_context": passes["clip"]}
     result: dict[str, Any] = {
         "checkpoint": loaded.path, "arch": loaded.opt.arch, "classes": loaded.class_names,
         "chance_accuracy": 1.0 / loaded.n_outputs,
         "in_context": {"annotation_path": opt.annotation_path, **accuracy_summary(passes["clip"])},
         "static": {"split": "in_context", **accuracy_summary(passes["static"])},
     }
-    evaluated = {"in_context": (passes["clip"], in_context)}
     if settings.ooc_annotation_path:
-        ooc = validation_clips(opt, settings.ooc_annotation_path)
-        ooc_outputs = collect(loaded, ooc, settings, "out of context")["clip"]
-        result["out_of_context"] = {"annotation_path": settings.ooc_annotation_path, **accuracy_summary(ooc_outputs)}
-        evaluated["out_of_context"] = (ooc_outputs, ooc)
+        outputs["out_of_context"] = collect(loaded, datasets["out_of_context"], settings, "out of context")["clip"]
+        result["out_of_context"] = {"annotation_path": settings.ooc_annotation_path,
+                                    **accuracy_summary(outputs["out_of_context"])}
     if settings.place_pred_path:
-        train_set = training_clips(opt)
         train = collect(loaded, train_set, settings, "probe features")["clip"]
-        result["scene_probe"] = scene_probe(train, train_set, evaluated, settings.place_pred_path)
+        result["scene_probe"] = scene_probe(places, train, train_targets, outputs, targets)
     if settings.human_dets_path:
-        detections = HumanDetections.from_path(settings.human_dets_path, "validation")
-        masked = human_masked_clips(in_context, detections)
         result["human_masked"] = {"split": "in_context", "max_entropy": math.log(loaded.n_outputs),
                                   **accuracy_summary(collect(loaded, masked, settings, "human masked")["clip"])}
-        result["actor_attention"] = actor_attention(loaded, in_context, detections, settings)
+        result["actor_attention"] = actor_attention(loaded, datasets["in_context"], detections, settings)
     return result
 
 

@@ -14,6 +14,7 @@ Key names are normalised on load: with or without ``module.``, with or without t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -44,15 +45,13 @@ def read_checkpoint(path: str, *, allow_pickle: bool = False) -> dict[str, Any]:
         raise SdnError(f"{path}: checkpoint file not found") from None
     except IsADirectoryError:
         raise SdnError(f"{path}: is a directory, expected a checkpoint file (.pth)") from None
-    except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
-            raise SdnError(
-                f"{path}: refusing to load objects other than tensors and plain containers "
-                f"({first_line(error)[:160]}); if you made this file yourself and trust it, pass --allow_pickle"
-            ) from None
-        raise SdnError(f"{path}: not a readable checkpoint ({first_line(error)[:160]})") from None
     except Exception as error:  # truncated or damaged files raise nearly anything from torch.load
-        raise SdnError(f"{path}: not a readable checkpoint ({first_line(error)[:160]})") from None
+        if isinstance(error, pickle.UnpicklingError) and ("weights_only" in str(error)
+                                                          or "Unsupported global" in str(error)):
+            raise SdnError(f"{path}: refusing to load objects other than tensors and plain containers "
+                           f"({first_line(error)}); if you made this file yourself and trust it, pass --allow_pickle"
+                           ) from None
+        raise SdnError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
     if not isinstance(checkpoint, dict):
         raise SdnError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
     _verify_digest(checkpoint, path)
@@ -95,7 +94,7 @@ def _verify_digest(checkpoint: dict[str, Any], path: str) -> None:
     body = {key: value for key, value in checkpoint.items() if key != DIGEST_KEY}
     try:
         matches = content_digest(body) == expected
-    except RecursionError:  # only a hand-made file nests that deep
+    except Exception:  # only a hand-made file nests too deep or holds tensors without plain storage
         matches = False
     if not matches:
         raise SdnError(f"{path}: checkpoint is corrupt (its content does not match the checksum it was saved with)")
@@ -179,7 +178,7 @@ def load_pretrained(model: nn.Module, checkpoint: dict[str, Any], path: str, *, 
         else:
             kept[key] = value
             report.loaded.append(key)
-    report.not_in_checkpoint = [key for key in target if key not in kept]
+    report.not_in_checkpoint = [key for key in target if key not in source]
     target.update(kept)
     model.load_state_dict(target)
     if verbose:
@@ -263,35 +262,53 @@ def save_checkpoint(path: str, checkpoint: dict[str, Any]) -> None:
 def link_checkpoint(source: str, target: str) -> None:
     """Make ``target`` (e.g. ``last.pth``) the same file as ``source`` atomically, without a second write."""
     temporary = f"{target}.{os.getpid()}.link"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)  # left by a crashed process of the same pid
     try:
         os.link(source, temporary)
     except OSError:  # file systems without hard links: copy the bytes
         with open(source, "rb") as handle:
             atomic_write_bytes(target, handle.read())
         return
-    os.replace(temporary, target)
+    try:
+        os.replace(temporary, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise SdnError(f"{target}: cannot update ({error.strerror or error}); {source} is intact") from None
 
 
-def progress_of(checkpoint: dict[str, Any]) -> tuple[int, int]:
+def progress_of(checkpoint: dict[str, Any], path: str) -> tuple[int, int]:
     """(epoch, batch) a checkpoint resumes at: mid-epoch checkpoints carry a ``position``."""
-    position = checkpoint.get("position") or {}
-    return int(checkpoint.get("epoch", 0)), int(position.get("batch", 0))
+    epoch, position = checkpoint.get("epoch", 0), checkpoint.get("position") or {}
+    batch = position.get("batch", 0) if isinstance(position, dict) else None
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in (epoch, batch)):
+        raise SdnError(f"{path}: the checkpoint's 'epoch' or 'position' is not a number")
+    return epoch, batch
 
 
 def find_resumable(result_path: str, *, allow_pickle: bool = False) -> str | None:
-    """The checkpoint in ``result_path`` that resumes furthest, skipping unreadable or corrupt ones."""
+    """The checkpoint in ``result_path`` that resumes furthest, skipping unreadable or corrupt ones.
+
+    ``last.pth`` and the newest valid ``save_N.pth`` are compared (older saves cannot be further),
+    so a long run's folder is not read in full.
+    """
     if not os.path.isdir(result_path):
         return None
-    names = [name for name in os.listdir(result_path) if name == "last.pth" or re.fullmatch(r"save_\d+\.pth", name)]
+    saves = sorted((int(match.group(1)), name) for name in os.listdir(result_path)
+                   if (match := re.fullmatch(r"save_(\d+)\.pth", name)))
+    names = (["last.pth"] if os.path.exists(os.path.join(result_path, "last.pth")) else []) + \
+        [name for _, name in reversed(saves)]
     best, best_progress = None, (-1, -1)
     for name in names:
         path = os.path.join(result_path, name)
         try:
-            checkpoint = read_checkpoint(path, allow_pickle=allow_pickle)
+            progress = progress_of(read_checkpoint(path, allow_pickle=allow_pickle), path)
         except SdnError as error:
             print(f"warning: skipping {error}")
             continue
-        progress = progress_of(checkpoint)
-        if progress > best_progress or (progress == best_progress and name == "last.pth"):
+        if progress > best_progress:
             best, best_progress = path, progress
+        if name != "last.pth":
+            break
     return best

@@ -11,7 +11,6 @@ the median of the rounds, as asked, and says which.
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import platform
 import statistics
@@ -184,9 +183,6 @@ def describe_target(entry: dict[str, Any]) -> str:
     verdict = "met" if entry["met"] else "NOT met"
     return f"{entry['name']}: {entry['value']:.2f} (target {sign} {entry['threshold']:g}) -> {verdict}"
 
-
-def finite_positive(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 # ----------------------------------------------------------------------------------------------

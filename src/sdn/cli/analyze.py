@@ -14,6 +14,7 @@ import os
 import torch
 
 from sdn.analysis import AnalysisSettings, analyze, format_table, json_ready, table_rows
+from sdn.config import DATASETS
 from sdn.errors import SdnError
 from sdn.io import atomic_write_json
 from sdn.viz.cam import METHODS
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "--ooc_annotation_path, as in 'sdn train'")
     data.add_argument("--video_path", help="directory of the videos (Kinetics layout: train/ and val/ below it)")
     data.add_argument("--annotation_path", help="annotation file of the training and in-context validation clips")
-    data.add_argument("--dataset", help="annotation format (the --dataset names of 'sdn train')")
+    data.add_argument("--dataset", choices=DATASETS, help="annotation format (default: the checkpoint's)")
     data.add_argument("--ooc_annotation_path", help="annotation whose validation subset is out of context "
                       "(e.g. kinetics_ooc.json of 'sdn synth')")
     data.add_argument("--place_pred_path", help="scene pseudo-label directory, for the scene probe (default: the "

@@ -87,6 +87,11 @@ def _check(args: argparse.Namespace) -> None:
         raise SdnError(f"--frames ({args.frames}) must be larger than --sample_duration ({args.sample_duration})")
     if args.threads < 0 or args.matmul_size < 0:
         raise SdnError("--threads and --matmul_size must be >= 0")
+    from sdn.models.factory import check_model_choice  # imports torch: not before the arguments are read
+
+    check_model_choice(args.model, args.model_depth)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise SdnError(f"{args.out}: --out exists and is not a directory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise SdnError("--device cuda: no CUDA device is available")
+    for variant in [args.cost_variant, *args.variants.split(",")]:  # before minutes of measuring
+        if variant.strip():
+            train.option_flags(variant.strip(), device)
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = common.machine_info(device)
