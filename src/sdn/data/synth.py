@@ -5,7 +5,8 @@ scene, and that the adversarial losses reduce that. Kinetics is far too big for 
 demos, so this generator builds a toy world with the same structure:
 
 * an action is defined ONLY by how an actor (a person-like figure whose colours, size and
-  proportions are random and independent of the class) moves: rise, fall, sway, circle, ...
+  proportions are random and independent of the class, outlined in black so that it stands out
+  from every background) moves: rise, fall, sway, circle, ...
   Every action is invariant to a horizontal flip, the original training augmentation;
 * a scene is a background (colour palette + texture). In training and in the in-context
   validation split a class's own scene is used with probability ``bias`` (else another scene,
@@ -52,6 +53,7 @@ SCENE_MODEL_FRAMES = 5  # K frames per video get a scene prediction, as the rele
 JPEG_QUALITY = 90
 LIGHTING_GAIN = (0.65, 1.35)  # per-video brightness range: what the scene model is not told about
 LIGHTING_SHIFT = 0.1  # per-video colour cast (standard deviation per channel, 0..1 scale)
+OUTLINE_COLOUR = (0.0, 0.0, 0.0)  # the actor's one-pixel contour
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ def motion_path(class_index: int, n_frames: int, height: int, width: int,
     scale = np.ones(n_frames)
     name = CLASS_NAMES[class_index]
     if name in ("rise", "fall"):
-        start, travel = rng.uniform(0.65, 0.75) * height, rng.uniform(0.25, 0.4) * height
+        # a long travel (more than half the frame): a clear displacement between the 8 frames of a clip
+        start, travel = rng.uniform(0.78, 0.85) * height, rng.uniform(0.5, 0.6) * height
         cy = start - travel * t if name == "rise" else (start - travel) + travel * t
     elif name == "sway":
         cx = cx + rng.uniform(0.12, 0.2) * width * wave
@@ -234,7 +237,8 @@ def motion_path(class_index: int, n_frames: int, height: int, width: int,
 
 
 def draw_actor(image: np.ndarray, actor: Actor, cx: float, cy: float, scale: float) -> tuple[float, float, float, float]:
-    """Paint the figure onto a float ``[H, W, 3]`` image in place; return its box (x1, y1, x2, y2)."""
+    """Paint the figure (with a dark one-pixel contour) onto a float ``[H, W, 3]`` image in place; return its
+    box (x1, y1, x2, y2), clipped to the frame."""
     height, width = image.shape[:2]
     yy, xx = np.mgrid[0:height, 0:width]
     h = actor.height * scale
@@ -250,9 +254,25 @@ def draw_actor(image: np.ndarray, actor: Actor, cx: float, cy: float, scale: flo
         ((xx >= cx - w / 2) & (xx <= cx - w / 2 + leg_w) & (yy > torso_bottom) & (yy <= bottom), actor.legs),
         ((xx >= cx + w / 2 - leg_w) & (xx <= cx + w / 2) & (yy > torso_bottom) & (yy <= bottom), actor.legs),
     ]
+    figure = np.zeros((height, width), dtype=bool)
+    for mask, _ in parts:
+        figure |= mask
+    outline = _dilate(figure) & ~figure
+    image[outline] = OUTLINE_COLOUR  # a dark contour: the figure stands out from any background
     for mask, colour in parts:
         image[mask] = colour
-    return cx - w / 2, top, cx + w / 2, bottom
+    return (max(cx - w / 2, 0.0), max(top, 0.0), min(cx + w / 2, width - 1.0), min(bottom, height - 1.0))
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by one pixel in the 8 directions (no wrap-around at the borders)."""
+    grown = mask.copy()
+    height, width = mask.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            src = mask[max(-dy, 0):height - max(dy, 0), max(-dx, 0):width - max(dx, 0)]
+            grown[max(dy, 0):height - max(-dy, 0), max(dx, 0):width - max(-dx, 0)] |= src
+    return grown
 
 
 # ----------------------------------------------------------------------------------------------
