@@ -12,15 +12,14 @@ validation pipeline (centre window, short side scaled, centre crop) at the check
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from sdn.data.datasets import KINETICS_FAMILY, get_validation_set
-from sdn.data.transforms import LoopPadding, TemporalCenterCrop, val_spatial_transform
+from sdn import analysis
+from sdn.data.transforms import TemporalCenterCrop, val_spatial_transform
 from sdn.data.video import FRAME_NAME, VIDEO_EXTENSIONS, open_video
 from sdn.errors import SdnError
 from sdn.viz.cam import METHODS, activation_maps
@@ -166,13 +165,7 @@ def video_clips(arguments: list[str], sample_size: int, sample_duration: int) ->
 
 def validation_clips(loaded: LoadedModel, count: int) -> list[Clip]:
     """``count`` clips spread over the checkpoint's validation set, read as training validated them."""
-    opt = copy.copy(loaded.opt)
-    if opt.dataset in KINETICS_FAMILY:
-        opt.dataset = "kinetics"  # the clips alone: no scene labels or detections needed to look at them
-    dataset = get_validation_set(opt, val_spatial_transform(opt.sample_size), LoopPadding(opt.sample_duration))
-    dataset = dataset[0] if isinstance(dataset, list) else dataset
-    if len(dataset) == 0:
-        raise SdnError(f"{opt.annotation_path}: the validation set of this checkpoint has no clips")
+    dataset = analysis.validation_clips(loaded.opt)  # the clips alone: no scene labels or detections needed
     clips = []
     for index in spread(len(dataset), count):
         sample = dataset.samples[index]
