@@ -191,6 +191,12 @@ def draft_frames(folder: Path, indices: list[int], reduce: int) -> torch.Tensor:
     return torch.stack([by_index[index] for index in indices]).permute(0, 3, 1, 2)
 
 
+def draft_reduction(short_side: int, scale: float, size: int) -> int:
+    """2 when the crop side (``scale`` of the short side) is at least twice the output ``size``, else 1:
+    only then does a 1/2 DCT-domain decode not go below the output resolution."""
+    return 2 if int(short_side * scale) >= 2 * size else 1
+
+
 def draft_uint8_clip(folder: Path, indices: list[int], seed: int, transform: Compose, width: int, height: int,
                      size: int) -> torch.Tensor:
     """The training clip with a 1/2 DCT-domain decode when the crop side is at least twice ``size``.
@@ -201,7 +207,7 @@ def draft_uint8_clip(folder: Path, indices: list[int], seed: int, transform: Com
     transform.randomize(random.Random(seed))
     crop = transform.transforms[0]
     assert isinstance(crop, MultiScaleCornerCrop) and crop.scale is not None
-    reduce = 2 if int(min(width, height) * crop.scale) >= 2 * size else 1
+    reduce = draft_reduction(min(width, height), crop.scale, size)
     if reduce == 1:
         frames = FrameFolder(folder, n_frames=max(indices)).read(indices)
     else:
@@ -239,7 +245,7 @@ def val_fidelity(folders: list[Path], size: int, frames_per_video: int, draft: b
         indices = list(range(1, frames_per_video + 1))
         if draft:
             with Image.open(folder / FRAME_NAME.format(1)) as first:
-                reduce = 2 if min(first.size) >= 2 * size else 1
+                reduce = draft_reduction(min(first.size), 1.0, size)
             frames = draft_frames(folder, indices, reduce)
         else:
             frames = FrameFolder(folder, n_frames=len(indices)).read(indices)
@@ -308,7 +314,7 @@ def _run(s: LoaderSettings, progress: Callable[[str], None] | None) -> dict[str,
             def draft_applies(seed: int) -> bool:
                 crop = MultiScaleCornerCrop(scales, s.sample_size)
                 crop.randomize(random.Random(seed))
-                return int(min(s.width, s.height) * crop.scale) >= 2 * s.sample_size
+                return draft_reduction(min(s.width, s.height), crop.scale, s.sample_size) == 2
 
             paths[DRAFT_PATH] = lambda: [draft(*clip) for clip in plan]
             # fidelity where the approximate decode is used (all clips when it never is)
@@ -319,7 +325,7 @@ def _run(s: LoaderSettings, progress: Callable[[str], None] | None) -> dict[str,
             fidelity["train_draft_max_abs_diff"] = draft_gaps.max().item()
             fidelity["val_draft"] = val_fidelity(folders, s.sample_size, min(s.frames, s.sample_duration), draft=True)
             fidelity["draft_share_of_clips"] = sum(
-                int(min(s.width, s.height) * scale) >= 2 * s.sample_size for scale in scales) / len(scales)
+                draft_reduction(min(s.width, s.height), scale, s.sample_size) == 2 for scale in scales) / len(scales)
 
         samples = interleaved(paths, s.rounds, warmup=1,
                               progress=(lambda m: progress(f"loader: {m}")) if progress else None)

@@ -68,7 +68,7 @@ class TrainSettings:
     batch_size: int = 4
     n_classes: int = 200
     num_places_classes: int = 365
-    rounds: int = 5
+    rounds: int = 3
     statistic: str = "best"
     device: str = "cpu"
     variants: list[str] = field(default_factory=list)  # empty: those that apply to the device
