@@ -39,7 +39,7 @@ from sdn.checkpoint import model_state, read_checkpoint
 from sdn.data.annotations import VideoEntry
 from sdn.data.detections import ORIGINAL_NAMES, SAFE_NAMES
 from sdn.data.video import open_video
-from sdn.errors import BadSampleError, SdnError
+from sdn.errors import BadSampleError, SdnError, first_line
 from sdn.prepare import formats, runner
 from sdn.prepare.common import Failure, resolve_device
 
@@ -144,7 +144,7 @@ def load_detector(name: str, weights: str | None, score_threshold: float, min_si
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise SdnError(f"{path}: weights do not fit a {name} ({str(error).splitlines()[0]})") from None
+        raise SdnError(f"{path}: weights do not fit a {name} ({first_line(error)})") from None
     return model.eval()
 
 

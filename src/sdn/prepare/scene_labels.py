@@ -31,7 +31,7 @@ from tqdm import tqdm
 from sdn.checkpoint import model_state, read_checkpoint
 from sdn.data.annotations import VideoEntry
 from sdn.data.video import open_video
-from sdn.errors import BadSampleError, SdnError
+from sdn.errors import BadSampleError, SdnError, first_line
 from sdn.prepare import formats, runner
 from sdn.prepare.common import Failure, evenly_spaced, resolve_device
 
@@ -70,7 +70,7 @@ def load_scene_model(path: str) -> nn.Module:
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise SdnError(f"{path}: weights do not fit a {name} ({str(error).splitlines()[0]})") from None
+        raise SdnError(f"{path}: weights do not fit a {name} ({first_line(error)})") from None
     return model.eval()
 
 
