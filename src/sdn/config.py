@@ -153,6 +153,8 @@ def _add_sdn_options(parser: argparse.ArgumentParser) -> None:
         "in the SDN heads: 'uniform' U(0,1) as PyTorch 0.4.1 did (default), 'ones' as current PyTorch")
     add("--shortcut_a_gradient", action="store_true", help="Let gradient flow through the zero-padded shortcut A "
         "(the original detaches it)")
+    add("--resnet_width", default=64, type=int, help="Channels of the first stage of resnet/preresnet (64 as the "
+        "original; the later stages double it): a narrower network trains many seeds in the time of one")
     add("--amp", default="off", choices=("off", "bf16", "fp16"), help="Automatic mixed precision (off by default): bf16 (CUDA or CPU) or fp16 with a gradient scaler (CUDA)")
     add("--sync_bn", action="store_true", help="Under torchrun: synchronise BatchNorm statistics across processes")
     add("--compile", action="store_true", help="torch.compile the training forward pass (off by default)")

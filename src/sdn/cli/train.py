@@ -54,6 +54,7 @@ def build_sdn_model(opt: argparse.Namespace) -> nn.Module:
         sample_duration=opt.sample_duration,
         resnet_shortcut=opt.resnet_shortcut,
         wide_resnet_k=opt.wide_resnet_k,
+        resnet_width=opt.resnet_width,
         resnext_cardinality=opt.resnext_cardinality,
         with_place_head=opt.is_place_adv,
         with_hm_head=opt.is_mask_adv,

@@ -48,6 +48,7 @@ def build_model(
     sample_duration: int = 16,
     resnet_shortcut: str = "B",
     wide_resnet_k: int = 2,
+    resnet_width: int = 64,
     resnext_cardinality: int = 32,
     with_place_head: bool = False,
     with_hm_head: bool = False,
@@ -81,10 +82,13 @@ def build_model(
         head_bn_init=head_bn_init,
     )
     shortcut = dict(shortcut_type=resnet_shortcut, detach_shortcut_a=detach_shortcut_a)
+    if resnet_width < 1 or (resnet_width != 64 and model not in ("resnet", "preresnet")):
+        raise SdnError(f"--resnet_width {resnet_width}: must be positive, and only resnet and preresnet have it")
+    widths = dict(stem_planes=resnet_width, stage_planes=tuple(resnet_width * 2 ** i for i in range(4)))
     if model == "resnet":
-        return resnet(model_depth, **shortcut, **heads)
+        return resnet(model_depth, **widths, **shortcut, **heads)
     if model == "preresnet":
-        return pre_act_resnet(model_depth, **shortcut, **heads)
+        return pre_act_resnet(model_depth, **widths, **shortcut, **heads)
     if model == "wideresnet":
         return wide_resnet(model_depth, k=wide_resnet_k, **shortcut, **heads)
     if model == "resnext":

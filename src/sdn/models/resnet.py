@@ -129,15 +129,16 @@ class ResNet(SDNNet):
         *,
         n_classes: int,
         stage_planes: Sequence[int] = (64, 128, 256, 512),
+        stem_planes: int = 64,
         block_kwargs: dict[str, Any] | None = None,
         shortcut_type: str = "B",
         detach_shortcut_a: bool = True,
         **head_options: Any,
     ):
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=(3, 3, 3), bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
+        self.inplanes = stem_planes
+        self.conv1 = nn.Conv3d(3, self.inplanes, kernel_size=7, stride=(1, 2, 2), padding=(3, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         make = dict(block=block, block_kwargs=block_kwargs or {}, shortcut_type=shortcut_type, detach=detach_shortcut_a)
