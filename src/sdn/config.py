@@ -19,6 +19,8 @@ from typing import Sequence
 from sdn.data.mean_std import get_mean, get_std
 from sdn.errors import SdnError
 from sdn.io import atomic_write_json
+from sdn.methods import CHOICES as DEBIAS_CHOICES
+from sdn.methods import METHODS
 
 DATASETS = (
     "kinetics",
@@ -173,6 +175,19 @@ def _add_sdn_options(parser: argparse.ArgumentParser) -> None:
         "made yourself: a pickle can run code. By default checkpoints load with weights_only=True.")
 
 
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
+    """``--debias`` and each method's own flags (named after it), with its paper's defaults."""
+    group = parser.add_argument_group("debiasing methods (not in the original; see docs/methods.md)")
+    group.add_argument("--debias", default="none", choices=DEBIAS_CHOICES, help="Debiasing method trained with the "
+                       "chosen mode (default none): " + "; ".join(f"'{name}': {method.citation}"
+                                                                 for name, method in METHODS.items()))
+    group.add_argument("--human_masks_path", default="", type=str, help="Directory of per-frame actor masks "
+                       "(masks_train.npz, masks_val.npz); --debias actorcutmix takes the actor from them instead of "
+                       "from the --human_dets_path boxes")
+    for method in METHODS.values():
+        method.add_options(group)
+
+
 def build_parser(prog: str = "sdn train") -> argparse.ArgumentParser:
     """The full option parser: the original options in their order, then sdn's."""
     parser = argparse.ArgumentParser(
@@ -181,6 +196,7 @@ def build_parser(prog: str = "sdn train") -> argparse.ArgumentParser:
     )
     _add_original_options(parser)
     _add_sdn_options(parser)
+    _add_method_options(parser)
     return parser
 
 
@@ -242,6 +258,8 @@ def _validate(opt: argparse.Namespace) -> None:
             "the full SDN mode (--is_place_adv without --is_mask_adv) needs a human-mask loss: "
             "--is_mask_entropy (the README's), --is_mask_cross_entropy or --mask_loss paper"
         )
+    if opt.debias != "none" and not opt.no_train:
+        METHODS[opt.debias].check(opt)
 
 
 def resolve(opt: argparse.Namespace) -> argparse.Namespace:

@@ -28,6 +28,7 @@ from sdn.engine.optim import OptimizerSchedule
 from sdn.engine.testing import run_test
 from sdn.engine.trainer import EpochLoader, Preempted, RunLogs, Trainer, open_logs, run_counters
 from sdn.errors import SdnError
+from sdn.methods import MethodSetup, build_batch_transform
 from sdn.models import build_model
 from sdn.seeding import seed_everything
 
@@ -210,9 +211,13 @@ def _run(opt: argparse.Namespace, mode: str, context: Context, use_cuda: bool) -
     logs = open_logs(opt.result_path, objective, train=bool(train_loaders), val=bool(val_loaders),
                      resume_at=resume_at, tensorboard=not opt.no_tensorboard and bool(train_loaders),
                      counters=run_counters(opt)) if context.is_main else RunLogs.disabled()
+    batch_transform = build_batch_transform(MethodSetup(
+        opt=opt, device=device, train_dataset=train_loaders[0].dataset if train_loaders else None,
+        normalize=prepare, n_classes=len(class_names), context=context)) if train_loaders else None
     trainer = Trainer(opt=opt, model=model, objective=objective, schedule=schedule, device=device,
                       prepare=prepare, logs=logs, class_names=class_names, context=context,
-                      train_model=training_wrapper(model, opt, mode, context, device))
+                      train_model=training_wrapper(model, opt, mode, context, device),
+                      batch_transform=batch_transform)
     trainer.load_scaler_state(resumed)
     print("run")
     try:

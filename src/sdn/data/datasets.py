@@ -7,7 +7,9 @@ targets it adds. An item is a dict:
 * ``label``: the class index (-1 when unlabelled);
 * ``place``: the scene target, when scene labels are attached (soft float32 ``[P]`` or hard index);
 * ``is_masking``: whether the clip counts as human-masked, for the human-mask dataset;
-* ``video_id``: for test sets.
+* ``video_id``: for test sets;
+* ``actor_mask``: bool ``[T, S, S]``, the actor's pixels cropped and flipped with the clip, only
+  for training sets of a method that moves actors (``--debias actorcutmix``).
 
 Randomness (temporal crop, mask draw, spatial crop and flip) comes from a ``random.Random``
 seeded by (seed, epoch, index), so clips do not depend on worker count or on what ran before.
@@ -21,21 +23,70 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from sdn.data.annotations import (ClipSample, VideoEntry, activitynet_class_names, count_clips,
                                   diving48_class_names, load_json, make_clips, read_activitynet, read_diving48,
                                   read_kinetics, read_labels_database, read_ucf_hmdb)
 from sdn.data.detections import HumanDetections, repeat_to_length
-from sdn.data.masking import is_masking, mask_background, mask_humans
+from sdn.data.human_masks import HumanMasks
+from sdn.data.masking import box_slices, is_masking, mask_background, mask_humans
 from sdn.data.scene_labels import SceneLabels
 from sdn.data.video import open_video
 from sdn.errors import BadSampleError, SdnError
+from sdn.methods import needs_actor_mask
 from sdn.seeding import mix_seed
 
 MASK_MODES = (None, "human", "background")
 KINETICS_FAMILY = ("kinetics", "kinetics_adv", "kinetics_adv_msk", "kinetics_bkgmsk")
 MASK_TH = 0.5  # share of masked frames that makes a clip "masked" (a constructor default in the original)
+
+
+class ActorMasks:
+    """Where the actor is in each frame: per-pixel masks when there are some, else detection boxes.
+
+    Masks are returned at the decoded frames' size, before any crop, so the clip's spatial
+    transform can move them with the frames.
+    """
+
+    def __init__(self, masks: HumanMasks | None = None, detections: HumanDetections | None = None,
+                 box_threshold: float = 0.4):
+        if (masks is None) == (detections is None):
+            raise ValueError("ActorMasks takes either pixel masks or detections")
+        self.masks, self.detections, self.box_threshold = masks, detections, box_threshold
+
+    @property
+    def path(self) -> str:
+        return (self.masks or self.detections).path
+
+    def has(self, class_dir: str, video_id: str) -> bool:
+        return (self.masks or self.detections).has(class_dir, video_id)
+
+    def frames(self, video: VideoEntry, indices: Sequence[int], height: int, width: int) -> torch.Tensor:
+        """bool ``[len(indices), height, width]`` actor pixels of the 1-based frames ``indices``."""
+        if self.masks is not None:
+            mask = torch.from_numpy(self.masks.frames(video.class_dir, video.video_id, indices))
+            if mask.shape[1:] != (height, width):  # masks stored at another resolution than the decoded frames
+                mask = F.interpolate(mask[None].float(), size=(height, width), mode="nearest")[0] > 0.5
+            return mask
+        mask = torch.zeros((len(indices), height, width), dtype=torch.bool)
+        for t, index in enumerate(indices):
+            for box in self._boxes(video, index):
+                region = box_slices(box, height, width)
+                if region is not None:
+                    mask[t, region[0], region[1]] = True
+        return mask
+
+    def _boxes(self, video: VideoEntry, index: int) -> np.ndarray:
+        """Boxes scoring at least the threshold; a frame the detector skipped has none."""
+        try:
+            boxes = self.detections.boxes(video.class_dir, video.video_id, index)
+        except SdnError:  # the video is known (checked at construction); only this frame has no entry
+            return np.zeros((0, 5), dtype=np.float32)
+        return boxes[boxes[:, -1] >= np.float32(self.box_threshold)]
 
 
 class ClipDataset(Dataset):
@@ -44,7 +95,8 @@ class ClipDataset(Dataset):
     def __init__(self, samples: Sequence[ClipSample], class_names: Sequence[str], spatial, temporal, *,
                  seed: int = 0, scene_labels: SceneLabels | None = None, soft_places: bool = False,
                  detections: HumanDetections | None = None, mask_mode: str | None = None, mask_ratio: float = 0.5,
-                 return_video_id: bool = False, skip_bad_samples: bool = False):
+                 return_video_id: bool = False, skip_bad_samples: bool = False,
+                 actor_masks: ActorMasks | None = None):
         if mask_mode not in MASK_MODES:
             raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
         if mask_mode is not None and detections is None:
@@ -57,10 +109,13 @@ class ClipDataset(Dataset):
         self.detections, self.mask_mode, self.mask_ratio = detections, mask_mode, mask_ratio
         self.return_video_id = return_video_id
         self.skip_bad_samples = skip_bad_samples
+        self.actor_masks = actor_masks
         if scene_labels is not None:
             self._check_lookups("scene label", scene_labels.has)
         if detections is not None:
             self._check_lookups("human detection", detections.has)
+        if actor_masks is not None:
+            self._check_lookups(f"actor mask in {actor_masks.path}", actor_masks.has)
 
     def _check_lookups(self, what: str, has) -> None:
         """Fail at construction, not mid-epoch, when a video has no entry in a label file."""
@@ -99,11 +154,19 @@ class ClipDataset(Dataset):
             frames, item = self._mask(frames, video, indices, rng, item)
         self.spatial.randomize(rng)
         item["clip"] = self.spatial(frames).permute(1, 0, 2, 3).contiguous()
+        if self.actor_masks is not None:
+            item["actor_mask"] = self._actor_mask(video, indices, frames.shape[2], frames.shape[3])
         if self.scene_labels is not None:
             item["place"] = self.scene_labels.target(video.class_dir, video.video_id, self.soft_places)
         if self.return_video_id:
             item["video_id"] = video.video_id
         return item
+
+    def _actor_mask(self, video: VideoEntry, indices: list[int], height: int, width: int) -> torch.Tensor:
+        """The actor's pixels through the clip's (already drawn) crop, scale and flip: bool ``[T, S, S]``."""
+        mask = self.actor_masks.frames(video, indices, height, width)
+        as_image = (mask.to(torch.uint8) * 255).unsqueeze(1)  # [T, 1, H, W], scaled like a frame
+        return self.spatial(as_image)[:, 0] >= 128
 
     def _mask(self, frames, video: VideoEntry, indices: list[int], rng: random.Random, item: dict):
         """Mask before cropping, in stored-frame pixels; one draw per clip decides (11.4, 11.5)."""
@@ -194,10 +257,20 @@ def _build(opt: argparse.Namespace, phase: str, spatial, temporal) -> ClipDatase
         extra = {"detections": HumanDetections.from_path(opt.human_dets_path, subset), "mask_mode": "background",
                  "mask_ratio": opt.mask_ratio}
     extra["skip_bad_samples"] = opt.on_bad_sample == "skip"
+    if phase == "training" and needs_actor_mask(opt):
+        extra["actor_masks"] = actor_masks_for(opt, subset)
     main = ClipDataset(samples, names, spatial, temporal, seed=seed, return_video_id=phase == "test", **extra)
     if dataset != "kinetics_adv_msk":
         return main
     return [main, _human_masked(opt, subset, names, entries, n_samples, spatial, temporal, seed)]
+
+
+def actor_masks_for(opt: argparse.Namespace, subset: str) -> ActorMasks:
+    """The actor of each clip: ``--human_masks_path`` when given, else the ``--human_dets_path`` boxes."""
+    if opt.human_masks_path:
+        return ActorMasks(masks=HumanMasks.from_path(opt.human_masks_path, subset))
+    return ActorMasks(detections=HumanDetections.from_path(opt.human_dets_path, subset),
+                      box_threshold=opt.actorcutmix_det_threshold)
 
 
 def _test_dataset_name(dataset: str) -> str:

@@ -17,6 +17,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdn.losses import EntropyLoss, scene_loss, top1_correct
@@ -42,6 +43,28 @@ def _val(value: Tensor, n: int) -> tuple[float, int]:
     return value.item(), n
 
 
+class ActionLoss(nn.Module):
+    """Action cross entropy, or the mixed target a debiasing method left in the batch.
+
+    A method that mixes two clips' labels (ActorCutMix) adds ``label_b`` and ``label_weight`` w:
+    the loss is then ``mean(w * CE(label) + (1 - w) * CE(label_b))``, the cross entropy against
+    the soft target ``w * onehot(label) + (1 - w) * onehot(label_b)``. Without them it is plain
+    ``nn.CrossEntropyLoss``, bit for bit.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cross_entropy = nn.CrossEntropyLoss()
+
+    def forward(self, logits: Tensor, batch: dict) -> Tensor:
+        if "label_weight" not in batch:
+            return self.cross_entropy(logits, batch["label"])
+        weight = batch["label_weight"].to(logits.dtype)
+        first = F.cross_entropy(logits, batch["label"], reduction="none")
+        second = F.cross_entropy(logits, batch["label_b"], reduction="none")
+        return (weight * first + (1 - weight) * second).mean()
+
+
 class Baseline:
     """Action cross entropy only (``main_baseline_model``)."""
 
@@ -53,12 +76,12 @@ class Baseline:
     accuracy_column = "acc"
 
     def __init__(self) -> None:
-        self.action_loss = nn.CrossEntropyLoss()
+        self.action_loss = ActionLoss()
 
     def steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
         batch = batches[0]
         out = model(batch["clip"])
-        loss = self.action_loss(out.action, batch["label"])
+        loss = self.action_loss(out.action, batch)
         n = batch["label"].shape[0]
         yield Step(loss, {"loss": _val(loss, n), "acc": _acc(out.action, batch["label"])})
 
@@ -80,7 +103,7 @@ class SceneAdversarial:
     accuracy_column = "acc act"
 
     def __init__(self, opt: argparse.Namespace) -> None:
-        self.action_loss = nn.CrossEntropyLoss()
+        self.action_loss = ActionLoss()
         self.place_loss = scene_loss(opt.is_place_soft)
         self.place_entropy = EntropyLoss(maximize=opt.is_entropy_max) if opt.is_place_entropy else None
         self.entropy_from_epoch = opt.warm_up_epochs
@@ -88,7 +111,7 @@ class SceneAdversarial:
 
     def _scene_step(self, model: Model, batch: dict, epoch: int, entropy_weight: float) -> Step:
         out = model(batch["clip"])
-        loss_act = self.action_loss(out.action, batch["label"])
+        loss_act = self.action_loss(out.action, batch)
         loss_place = self.place_loss(out.place, batch["place"])
         loss = loss_act + loss_place
         if self.place_entropy is not None and epoch >= self.entropy_from_epoch:

@@ -35,6 +35,7 @@ from sdn.engine.objectives import Objective
 from sdn.engine.optim import OptimizerSchedule
 from sdn.distributed import SINGLE, Context, any_across, gather, sum_across
 from sdn.errors import SdnError
+from sdn.methods import BatchTransform
 from sdn.seeding import mix_seed
 
 
@@ -217,11 +218,20 @@ def open_logs(result_path: str, objective: Objective, *, train: bool, val: bool,
     )
 
 
-def move_batch(batch: dict[str, Any], device: torch.device, prepare: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+def move_batch(batch: dict[str, Any], device: torch.device, prepare: Callable[[Tensor], Tensor],
+               transform: BatchTransform | None = None, generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The batch on ``device``, its clips normalised; a debiasing ``transform`` runs just before that,
+    on the 0..255 clips (see :mod:`sdn.methods.base`)."""
     moved = {key: value.to(device, non_blocking=True) if isinstance(value, Tensor) else value
              for key, value in batch.items()}
+    if transform is not None:
+        moved = transform(moved, generator)
+    moved.pop("actor_mask", None)  # only a method's input
     moved["clip"] = prepare(moved["clip"])
     return moved
+
+
+METHOD_STREAM = 0x6D6978  # keeps the methods' draws apart from every other seeded stream
 
 
 class Preempted(Exception):
@@ -242,13 +252,15 @@ class Trainer:
     def __init__(self, *, opt: argparse.Namespace, model: nn.Module, objective: Objective,
                  schedule: OptimizerSchedule | None, device: torch.device, prepare: Callable[[Tensor], Tensor],
                  logs: RunLogs, class_names: list[str], context: Context = SINGLE,
-                 train_model: nn.Module | None = None):
+                 train_model: nn.Module | None = None, batch_transform: BatchTransform | None = None):
         """``train_model`` is what training steps call (a DDP or compiled wrapper); ``model`` is the
-        plain module that is validated and saved."""
+        plain module that is validated and saved. ``batch_transform`` (a debiasing method) changes the
+        first loader's training batches, never validation ones."""
         self.opt, self.model, self.objective, self.schedule = opt, model, objective, schedule
         self.device, self.prepare, self.logs, self.class_names = device, prepare, logs, class_names
         self.context = context
         self.train_model = model if train_model is None else train_model
+        self.batch_transform = batch_transform
         self.progress = not opt.no_progress and context.is_main
         if opt.amp == "fp16" and device.type != "cuda":
             raise SdnError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
@@ -281,11 +293,14 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _batches(self, loaders: list[EpochLoader], epoch: int, description: str,
-                 start: int = 0) -> Iterator[tuple[int, list[dict], float]]:
+    def _batches(self, loaders: list[EpochLoader], epoch: int, description: str, start: int = 0,
+                 train: bool = False) -> Iterator[tuple[int, list[dict], float]]:
         """Yield (batch number from 1, batches moved to the device, seconds spent waiting for data).
 
         Batches whose clips were all unreadable (``--on_bad_sample skip``) are recorded and skipped.
+        In training, the debiasing transform changes the first loader's batch (in the full SDN mode
+        the unmasked one; the human-masked batch serves the mask loss as it is), with draws seeded
+        by (seed, epoch, batch, rank), so a resumed run repeats them.
         """
         total = min(len(loader) for loader in loaders)
         iterators = [iter(loader.epoch(epoch, start)) for loader in loaders]
@@ -297,7 +312,17 @@ class Trainer:
             raw = [next(iterator) for iterator in iterators]
             self._record_bad_samples(raw, epoch, number)
             if all("clip" in batch for batch in raw):
-                yield number, [move_batch(batch, self.device, self.prepare) for batch in raw], time.perf_counter() - begin
+                moved = [move_batch(batch, self.device, self.prepare, *self._method_for(train, i, epoch, number))
+                         for i, batch in enumerate(raw)]
+                yield number, moved, time.perf_counter() - begin
+
+    def _method_for(self, train: bool, stream: int, epoch: int,
+                    number: int) -> tuple[BatchTransform | None, torch.Generator | None]:
+        """The debiasing transform and its generator for one batch of one loader (none outside training)."""
+        if not train or stream != 0 or self.batch_transform is None:
+            return None, None
+        seed = mix_seed(self.opt.manual_seed, METHOD_STREAM, epoch, number, self.context.rank)
+        return self.batch_transform, torch.Generator().manual_seed(seed)
 
     def _record_bad_samples(self, batches: list[dict], epoch: int, number: int) -> None:
         bad = [entry for batch in batches for entry in batch.pop("bad_samples")]
@@ -319,7 +344,7 @@ class Trainer:
             start, self.bad_samples, self.skipped_steps = position["batch"], position["bad"], position["skipped"]
         clips, waited, started = 0, 0.0, time.perf_counter()
         n_batches = min(len(loader) for loader in loaders)
-        for number, batches, wait in self._batches(loaders, epoch, f"train {epoch}", start):
+        for number, batches, wait in self._batches(loaders, epoch, f"train {epoch}", start, train=True):
             waited += wait
             current = self._train_step(batches, optimizer, epoch, number)
             if current is None:

@@ -1,0 +1,336 @@
+"""Debiasing methods (``--debias``): each does what its paper says, bad combinations are one-line
+errors, and training with a method resumes exactly (mid-epoch too, through ``--auto_resume``).
+
+* BE: a changed clip is ``(1 - λ) x + λ x[t]`` for the drawn λ and t; λ stays in [0, max];
+* ActorCutMix: inside the actor mask the pixels are the source clip's, outside the partner's; the
+  label weight is ``1 - (1 - r)^4``; clips without an actor (or all actor) stay unchanged; the
+  dataset's ``actor_mask`` follows the clip through crops, scales and flips;
+* FAME: the foreground found on a clip with one moving square is that square; merged pixels come
+  from the clip inside the mask and from the background clip outside; the scene target follows
+  the background.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sdn.cli.train as train_cli
+import sdn.data.datasets as datasets_module
+from sdn.checkpoint import read_checkpoint
+from sdn.config import parse_opts
+from sdn.data.annotations import ClipSample, VideoEntry
+from sdn.data.datasets import ActorMasks, ClipDataset
+from sdn.data.detections import HumanDetections
+from sdn.data.human_masks import HumanMasks, save_human_masks
+from sdn.data.synth import generate
+from sdn.data.transforms import Compose, MultiScaleCornerCrop, MultiScaleRandomCrop, RandomHorizontalFlip
+from sdn.engine.objectives import ActionLoss
+from sdn.engine.trainer import Trainer
+from sdn.errors import SdnError
+from sdn.methods.actorcutmix import ActorCutMix
+from sdn.methods.be import BackgroundErasing
+from sdn.methods.fame import Fame, foreground_masks
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_clips(batch: int = 6, frames: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (batch, 3, frames, size, size), generator=generator(seed), dtype=torch.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# BE
+
+
+def test_be_clip_is_the_clip_plus_one_of_its_frames_with_the_drawn_weight():
+    clips = random_clips().float()
+    be = BackgroundErasing(max_weight=0.3, prob=1.0)
+    draw = be.draw(clips.shape[0], clips.shape[2], generator(1))
+    out = be.apply(clips, draw)
+    assert (draw.weight > 0).all() and (draw.weight <= 0.3).all()
+    for i in range(clips.shape[0]):
+        lam, t = float(draw.weight[i]), int(draw.frame[i])
+        expected = (1 - lam) * clips[i] + lam * clips[i, :, t:t + 1]
+        torch.testing.assert_close(out[i], expected)
+
+
+def test_be_call_uses_its_draw_keeps_labels_and_prob_zero_changes_nothing():
+    clips = random_clips()
+    batch = {"clip": clips.clone(), "label": torch.arange(6)}
+    be = BackgroundErasing(0.3, 0.5)
+    out = be(dict(batch), generator(5))
+    expected = be.apply(clips.float(), be.draw(6, 4, generator(5)))
+    torch.testing.assert_close(out["clip"], expected)
+    assert torch.equal(out["label"], batch["label"]) and "label_weight" not in out
+    unchanged = BackgroundErasing(0.3, 0.0)(dict(batch), generator(5))
+    assert torch.equal(unchanged["clip"], clips.float())
+
+
+# ----------------------------------------------------------------------------------------------
+# ActorCutMix
+
+
+def actor_masks(batch: int = 6, frames: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:
+    masks = torch.zeros(batch, frames, size, size, dtype=torch.bool)
+    g = generator(seed)
+    for i in range(batch):
+        top, left = (int(v) for v in torch.randint(0, size // 2, (2,), generator=g))
+        masks[i, :, top:top + 5, left:left + 4] = True
+    return masks
+
+
+def test_actorcutmix_actor_pixels_from_the_source_clip_background_from_the_partner():
+    clips, masks = random_clips().float(), actor_masks()
+    acm = ActorCutMix(prob=1.0)
+    draw = acm.draw(masks, generator())
+    out = acm.apply(clips, masks, draw)
+    assert draw.mixed and draw.changed.all() and draw.partner.tolist() == [5, 4, 3, 2, 1, 0]
+    for i in range(6):
+        inside = masks[i].unsqueeze(0).expand(3, -1, -1, -1)
+        assert torch.equal(out[i][inside], clips[i][inside])
+        assert torch.equal(out[i][~inside], clips[5 - i][~inside])
+
+
+def test_actorcutmix_label_follows_the_actor_share_and_the_scene_the_background():
+    clips, masks = random_clips(), actor_masks()
+    places = torch.softmax(torch.randn(6, 3, generator=generator(2)), dim=1)
+    batch = {"clip": clips, "label": torch.tensor([0, 1, 2, 0, 1, 2]), "actor_mask": masks, "place": places}
+    out = ActorCutMix(prob=1.0)(batch, generator())
+    share = masks.flatten(1).float().mean(1)
+    torch.testing.assert_close(out["label_weight"], 1 - (1 - share) ** 4)
+    assert out["label_b"].tolist() == [2, 1, 0, 2, 1, 0]
+    assert torch.equal(out["place"], places.flip(0)) and "actor_mask" not in out
+
+    logits = torch.randn(6, 3, generator=generator(3))
+    soft = out["label_weight"][:, None] * F.one_hot(out["label"], 3) \
+        + (1 - out["label_weight"][:, None]) * F.one_hot(out["label_b"], 3)
+    expected = -(soft * F.log_softmax(logits, dim=1)).sum(1).mean()
+    torch.testing.assert_close(ActionLoss()(logits, out), expected)
+    plain = {"label": out["label"]}
+    torch.testing.assert_close(ActionLoss()(logits, plain), F.cross_entropy(logits, out["label"]))
+
+
+def test_actorcutmix_leaves_clips_without_a_movable_actor_and_the_middle_of_an_odd_batch():
+    clips, masks = random_clips(batch=5).float(), actor_masks(batch=5)
+    masks[0] = False  # no actor
+    masks[1] = True  # actor everywhere: no background to change
+    draw = ActorCutMix(prob=1.0).draw(masks, generator())
+    assert draw.changed.tolist() == [False, False, False, True, True]  # 2 is its own partner
+    out = ActorCutMix.apply(clips, masks, draw)
+    assert torch.equal(out[:3], clips[:3]) and torch.equal(draw.weight[:3], torch.ones(3))
+    never = ActorCutMix(prob=0.0)({"clip": clips.clone(), "label": torch.arange(5), "actor_mask": masks}, generator())
+    assert torch.equal(never["clip"], clips) and "label_weight" not in never
+
+
+class FakeVideo:
+    """Frames whose red channel is 255 exactly on the actor's pixels (so the two can be compared)."""
+
+    def __init__(self, masks: np.ndarray):
+        self.masks = masks
+
+    def read(self, indices):
+        frames = torch.zeros((len(indices), 3, *self.masks.shape[1:]), dtype=torch.uint8)
+        frames[:, 0] = torch.from_numpy(self.masks[[i - 1 for i in indices]]).to(torch.uint8) * 255
+        frames[:, 1] = 90
+        return frames
+
+
+@pytest.mark.parametrize("crop", ["corner", "random"])
+def test_dataset_actor_mask_follows_crop_scale_and_flip(tmp_path, monkeypatch, crop):
+    rng = np.random.default_rng(0)
+    masks = np.kron(rng.random((8, 9, 12)) < 0.4, np.ones((1, 4, 4), dtype=bool))  # [8, 36, 48] blocks
+    save_human_masks(tmp_path / "masks_train.npz", {("run", "v1"): masks}, "exact")
+    monkeypatch.setattr(datasets_module, "open_video", lambda path, n_frames=None: FakeVideo(masks))
+    entry = VideoEntry(path="unused", video_id="v1", label=0, class_dir="run", n_frames=8)
+    scales = [1.0, 0.84, 0.7, 0.5]
+    crop_transform = MultiScaleCornerCrop(scales, 16) if crop == "corner" else MultiScaleRandomCrop(scales, 16)
+    dataset = ClipDataset([ClipSample(entry, tuple(range(1, 9)))], ["run"], Compose([crop_transform,
+                          RandomHorizontalFlip()]), _Identity(), seed=3,
+                          actor_masks=ActorMasks(masks=HumanMasks.from_path(str(tmp_path), "training")))
+    flips = set()
+    for epoch in range(12):
+        item = dataset[(epoch, 0)]
+        assert item["actor_mask"].shape == (8, 16, 16) and item["actor_mask"].dtype == torch.bool
+        assert torch.equal(item["actor_mask"], item["clip"][0] >= 128)
+        flips.add(dataset.spatial.transforms[1].flip)
+    assert flips == {True, False}
+
+
+class _Identity:
+    def randomize(self, rng: random.Random) -> None:
+        del rng
+
+    def __call__(self, indices):
+        return list(indices)
+
+
+def test_actor_masks_from_boxes_use_the_score_threshold():
+    detections = HumanDetections.from_dict({"run": {"v1": {
+        1: {"human_boxes": np.array([[2, 3, 5, 6, 0.9], [10, 10, 12, 12, 0.2]], dtype=np.float32)},
+        2: {"human_boxes": np.zeros((0, 5), dtype=np.float32)}}}})
+    entry = VideoEntry(path="unused", video_id="v1", label=0, class_dir="run", n_frames=3)
+    mask = ActorMasks(detections=detections, box_threshold=0.4).frames(entry, [1, 2, 3], 16, 16)
+    expected = torch.zeros(3, 16, 16, dtype=torch.bool)
+    expected[0, 3:7, 2:6] = True  # PIL's inclusive box; the 0.2 box is not an actor; frame 3 has no entry
+    assert torch.equal(mask, expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# FAME
+
+
+def moving_square_clips(batch: int = 4, frames: int = 4, size: int = 32) -> torch.Tensor:
+    """A static textured background with a bright square moving right by 2 pixels a frame."""
+    g = generator(7)
+    clips = torch.empty(batch, 3, frames, size, size)
+    for i in range(batch):
+        background = torch.rand(3, 1, size, size, generator=g) * 60 + 40
+        clips[i] = background.expand(-1, frames, -1, -1)
+        for t in range(frames):
+            clips[i, :, t, 8:20, 6 + 2 * t:18 + 2 * t] = torch.tensor([250.0, 30.0, 30.0]).view(3, 1, 1)
+    return clips
+
+
+def test_fame_foreground_is_the_moving_square():
+    clips = moving_square_clips()
+    masks = foreground_masks(clips, fg_ratio=0.15)
+    assert masks.shape == (4, 32, 32) and torch.all(masks.flatten(1).sum(1) == int(0.15 * 32 * 32))
+    square = torch.zeros(32, 32, dtype=torch.bool)
+    square[8:20, 6:24] = True  # everywhere the square passes
+    inside = (masks.bool() & square).flatten(1).sum(1).float() / masks.flatten(1).sum(1)
+    assert (inside > 0.95).all(), inside
+
+
+def test_fame_merge_pixels_label_and_scene():
+    clips = moving_square_clips()
+    fame = Fame(fg_ratio=0.5, prob=1.0)
+    draw = fame.draw(4, generator(4))
+    merged, masks = fame.apply(clips, draw)
+    for i in range(4):
+        keep = masks[i].bool().expand(3, 4, -1, -1)
+        assert torch.equal(merged[i][keep], clips[i][keep])
+        assert torch.equal(merged[i][~keep], clips[int(draw.background[i])][~keep])
+    places = torch.arange(4)
+    out = fame({"clip": clips.to(torch.uint8), "label": torch.arange(4), "place": places}, generator(4))
+    assert torch.equal(out["label"], torch.arange(4)) and "label_weight" not in out
+    assert torch.equal(out["place"], draw.background)
+
+
+# ----------------------------------------------------------------------------------------------
+# Options
+
+
+def options(*flags: str):
+    return parse_opts(["--root_path", "", "--is_mask_adv", *flags])
+
+
+def test_bad_method_options_are_one_line_errors(tmp_path):
+    with pytest.raises(SdnError, match="--human_masks_path DIR .* or --human_dets_path DIR"):
+        options("--debias", "actorcutmix", "--human_dets_path", str(tmp_path / "none"))
+    with pytest.raises(SdnError, match="not a directory"):
+        options("--debias", "actorcutmix", "--human_masks_path", str(tmp_path / "none"))
+    with pytest.raises(SdnError, match="--be_prob must be in"):
+        options("--debias", "be", "--be_prob", "1.5")
+    with pytest.raises(SdnError, match="--sample_duration >= 2"):
+        options("--debias", "fame", "--sample_duration", "1")
+    assert options("--debias", "actorcutmix", "--human_dets_path", str(tmp_path)).debias == "actorcutmix"
+    assert options().debias == "none"
+
+
+# ----------------------------------------------------------------------------------------------
+# Training: every method runs through the CLI and resumes exactly, mid-epoch too
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> tuple[Path, int]:
+    root = tmp_path_factory.mktemp("methods") / "d"
+    summary = generate(root, classes=2, train_per_class=4, val_per_class=1, ooc_per_class=0, frames=6, width=32,
+                       height=32, seed=2, diving48=False)
+    return root, summary["num_places"]
+
+
+def common_flags(root: Path, result: Path, epochs: int) -> list[str]:
+    return ["--root_path", "", "--video_path", str(root / "jpg"), "--annotation_path", str(root / "kinetics.json"),
+            "--result_path", str(result), "--model_depth", "10", "--resnet_shortcut", "A", "--n_classes", "2",
+            "--sample_size", "16", "--sample_duration", "4", "--batch_size", "4", "--val_batch_size", "4",
+            "--n_threads", "0", "--n_epochs", str(epochs), "--checkpoint", "1", "--learning_rate", "0.01",
+            "--no_progress", "--no_tensorboard", "--resnet_width", "16"]
+
+
+METHOD_FLAGS = {
+    "be": ["--debias", "be", "--be_prob", "1.0"],
+    "actorcutmix": ["--debias", "actorcutmix", "--actorcutmix_prob", "1.0"],
+    "fame": ["--debias", "fame", "--fame_prob", "1.0"],
+}
+
+
+def method_flags(name: str, root: Path) -> list[str]:
+    extra = {"actorcutmix": ["--human_dets_path", str(root / "dets")]}.get(name, [])
+    return [*METHOD_FLAGS[name], *extra]
+
+
+def _stop_after(batch_number: int, monkeypatch) -> None:
+    """Ask the trainer to stop (as SIGTERM does) once ``batch_number`` of epoch 1 has trained."""
+    real = Trainer._train_step
+
+    def step(self, batches, optimizer, epoch, number):
+        result = real(self, batches, optimizer, epoch, number)
+        if (epoch, number) == (1, batch_number):
+            self.stop_signal = signal.SIGTERM
+        return result
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+
+
+@pytest.mark.parametrize("name", list(METHOD_FLAGS))
+def test_training_with_a_method_stops_mid_epoch_and_auto_resumes_exactly(synth, tmp_path, monkeypatch, name):
+    root, _ = synth
+    flags = ["--dataset", "kinetics", "--is_mask_adv", *method_flags(name, root)]
+    assert train_cli.main([*common_flags(root, tmp_path / "whole", 2), *flags]) == 0
+    with monkeypatch.context() as patch:
+        _stop_after(1, patch)
+        assert train_cli.main([*common_flags(root, tmp_path / "parts", 2), *flags]) == 128 + signal.SIGTERM
+    assert train_cli.main([*common_flags(root, tmp_path / "parts", 2), *flags, "--auto_resume"]) == 0
+    whole = read_checkpoint(str(tmp_path / "whole" / "save_2.pth"))["state_dict"]
+    parts = read_checkpoint(str(tmp_path / "parts" / "save_2.pth"))["state_dict"]
+    assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
+    assert (tmp_path / "whole" / "train_batch.log").read_text() == (tmp_path / "parts" / "train_batch.log").read_text()
+
+
+def test_a_method_changes_training_but_not_validation(synth, tmp_path):
+    root, _ = synth
+    base = ["--dataset", "kinetics", "--is_mask_adv"]
+    assert train_cli.main([*common_flags(root, tmp_path / "plain", 1), *base, "--no_train"]) == 0
+    assert train_cli.main([*common_flags(root, tmp_path / "be", 1), *base, *method_flags("be", root), "--no_train"]) == 0
+    assert (tmp_path / "plain" / "val.log").read_text() == (tmp_path / "be" / "val.log").read_text()
+    assert train_cli.main([*common_flags(root, tmp_path / "plain_t", 1), *base, "--no_val"]) == 0
+    assert train_cli.main([*common_flags(root, tmp_path / "be_t", 1), *base, *method_flags("be", root), "--no_val"]) == 0
+    assert (tmp_path / "plain_t" / "train.log").read_text() != (tmp_path / "be_t" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("name", ["actorcutmix", "fame"])
+def test_methods_combine_with_the_full_sdn_mode(synth, tmp_path, name):
+    root, places = synth
+    flags = ["--dataset", "kinetics_adv_msk", "--is_place_adv", "--is_place_soft", "--is_mask_entropy",
+             "--num_places_classes", str(places), "--place_pred_path", str(root / "places"), "--human_dets_path",
+             str(root / "dets"), "--mask_ratio", "1.0", "--warm_up_epochs", "0", *METHOD_FLAGS[name]]
+    assert train_cli.main([*common_flags(root, tmp_path / name, 1), *flags]) == 0
+    header = (tmp_path / name / "train.log").read_text().splitlines()[0].split("\t")
+    assert "loss place" in header and "loss mask" in header
