@@ -36,7 +36,10 @@ from sdn.engine.trainer import Trainer
 from sdn.errors import SdnError
 from sdn.methods.actorcutmix import ActorCutMix
 from sdn.methods.be import BackgroundErasing
+from sdn.methods.base import MethodSetup
 from sdn.methods.fame import Fame, foreground_masks
+from sdn.methods.frame_reference import FrameReference, frames_of, train_frame_reference
+from sdn.methods.stillmix import StillMix, biased_frame_bank
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -234,6 +237,83 @@ def test_fame_merge_pixels_label_and_scene():
 
 
 # ----------------------------------------------------------------------------------------------
+# StillMix and its frame reference
+
+
+def test_stillmix_clip_is_the_clip_mixed_with_one_bank_frame_and_keeps_its_label():
+    bank = random_clips(batch=5, seed=9)[:, :, 0]  # [5, 3, 16, 16] uint8 frames
+    clips = random_clips()
+    mix = StillMix(bank, prob=1.0, alpha1=200.0, alpha2=200.0)
+    draw = mix.draw(6, generator(3))
+    assert ((draw.weight > 0.4) & (draw.weight < 0.6)).all()  # Beta(200, 200) is about 0.5
+    out = mix({"clip": clips.clone(), "label": torch.arange(6)}, generator(3))
+    for i in range(6):
+        lam, frame = float(draw.weight[i]), bank[int(draw.frame[i])].float()
+        torch.testing.assert_close(out["clip"][i], lam * clips[i].float() + (1 - lam) * frame.unsqueeze(1))
+    assert torch.equal(out["label"], torch.arange(6)) and "label_weight" not in out
+    never = StillMix(bank, 0.0, 200.0, 200.0)({"clip": clips.clone(), "label": torch.arange(6)}, generator(3))
+    assert torch.equal(never["clip"], clips.float())
+
+
+class BrightnessReference:
+    """A stand-in reference whose confidence grows with a frame's brightness."""
+
+    def frame_logits(self, frames: torch.Tensor) -> torch.Tensor:
+        brightness = frames.mean(dim=(1, 2, 3))
+        return torch.stack([brightness * 0.1, torch.zeros_like(brightness)], dim=1)
+
+
+class ClipList(torch.utils.data.Dataset):
+    def __init__(self, clips: torch.Tensor):
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def set_epoch(self, epoch: int) -> None:
+        del epoch
+
+    def __getitem__(self, key):
+        index = key[1] if isinstance(key, tuple) else key
+        return {"clip": self.clips[index], "label": index % 2}
+
+
+def test_stillmix_bank_holds_only_frames_the_reference_is_most_confident_on():
+    levels = torch.arange(40, dtype=torch.uint8).view(10, 1, 4, 1, 1) * 5 + 20  # every frame its own brightness
+    clips = levels.expand(10, 3, 4, 8, 8).contiguous()
+    opt = parse_opts(["--root_path", "", "--is_mask_adv", "--batch_size", "3", "--stillmix_keep", "0.25",
+                      "--stillmix_bank_size", "6", "--no_mean_norm"])
+    setup = MethodSetup(opt=opt, device=torch.device("cpu"), train_dataset=ClipList(clips),
+                        normalize=lambda c: c.float(), n_classes=2)
+    bank = biased_frame_bank(BrightnessReference(), setup)
+    assert bank.shape == (6, 3, 8, 8)
+    brightest = sorted(levels.flatten().tolist())[-10:]  # the top quarter of 40 frames
+    assert {int(frame[0, 0, 0]) for frame in bank} <= set(brightest)
+    assert len({int(frame[0, 0, 0]) for frame in bank}) == 6
+
+
+def test_frame_reference_trains_saves_loads_and_averages_frame_logits(tmp_path):
+    clips = torch.randint(0, 100, (8, 3, 3, 8, 8), generator=generator(1), dtype=torch.uint8)
+    clips[0::2, 0] += 120  # class 0: reddish textures; class 1: greenish ones
+    clips[1::2, 1] += 120
+    reference = train_frame_reference(ClipList(clips), 2, epochs=10, learning_rate=0.1, batch_size=4, seed=0,
+                                      device=torch.device("cpu"), width=8)
+    normalized = clips.float() - 100
+    logits = reference.clip_logits(normalized)
+    assert logits.argmax(1).tolist() == [0, 1] * 4
+    per_frame = reference.frame_logits(frames_of(normalized)).view(8, 3, 2).mean(1)
+    torch.testing.assert_close(logits, per_frame)
+    reference.save(str(tmp_path / "ref.pth"))
+    loaded = FrameReference.load(str(tmp_path / "ref.pth"), n_classes=2)
+    torch.testing.assert_close(loaded.clip_logits(normalized), logits)
+    with pytest.raises(SdnError, match="trained for 2 classes, this run has 3"):
+        FrameReference.load(str(tmp_path / "ref.pth"), n_classes=3)
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(SdnError, match="bad.pth"):
+        FrameReference.load(str(tmp_path / "bad.pth"))
+
+
+# ----------------------------------------------------------------------------------------------
 # Options
 
 
@@ -250,6 +330,8 @@ def test_bad_method_options_are_one_line_errors(tmp_path):
         options("--debias", "be", "--be_prob", "1.5")
     with pytest.raises(SdnError, match="--sample_duration >= 2"):
         options("--debias", "fame", "--sample_duration", "1")
+    with pytest.raises(SdnError, match="--stillmix_reference .*: no such file"):
+        options("--debias", "stillmix", "--stillmix_reference", str(tmp_path / "none.pth"))
     assert options("--debias", "actorcutmix", "--human_dets_path", str(tmp_path)).debias == "actorcutmix"
     assert options().debias == "none"
 
@@ -278,6 +360,8 @@ METHOD_FLAGS = {
     "be": ["--debias", "be", "--be_prob", "1.0"],
     "actorcutmix": ["--debias", "actorcutmix", "--actorcutmix_prob", "1.0"],
     "fame": ["--debias", "fame", "--fame_prob", "1.0"],
+    "stillmix": ["--debias", "stillmix", "--stillmix_prob", "1.0", "--stillmix_reference_epochs", "1",
+                 "--stillmix_bank_size", "4", "--stillmix_reference_width", "4"],
 }
 
 
@@ -312,6 +396,8 @@ def test_training_with_a_method_stops_mid_epoch_and_auto_resumes_exactly(synth, 
     parts = read_checkpoint(str(tmp_path / "parts" / "save_2.pth"))["state_dict"]
     assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
     assert (tmp_path / "whole" / "train_batch.log").read_text() == (tmp_path / "parts" / "train_batch.log").read_text()
+    if name == "stillmix":  # trained once, in the first command of each run, and reused by the resume
+        assert (tmp_path / "parts" / "stillmix_reference.pth").is_file()
 
 
 def test_a_method_changes_training_but_not_validation(synth, tmp_path):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from sdn.methods import actorcutmix, be, fame
+from sdn.methods import actorcutmix, be, fame, stillmix
 from sdn.methods.base import BatchTransform, Method, MethodSetup
 
 METHODS: dict[str, Method] = {method.name: method for method in (
     be.METHOD,
     actorcutmix.METHOD,
     fame.METHOD,
+    stillmix.METHOD,
 )}
 
 NONE = "none"
