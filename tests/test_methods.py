@@ -32,9 +32,12 @@ from sdn.data.human_masks import HumanMasks, save_human_masks
 from sdn.data.synth import generate
 from sdn.data.transforms import Compose, MultiScaleCornerCrop, MultiScaleRandomCrop, RandomHorizontalFlip
 from sdn.engine.objectives import ActionLoss
+from sdn.models import build_model
 from sdn.engine.trainer import Trainer
 from sdn.errors import SdnError
+from sdn.engine.objectives import Albar, Baseline, FullSDN, build_objective
 from sdn.methods.actorcutmix import ActorCutMix
+from sdn.methods.albar import AlbarWeights, albar_terms, entropy, gradient_penalty, static_clips
 from sdn.methods.be import BackgroundErasing
 from sdn.methods.base import MethodSetup
 from sdn.methods.fame import Fame, foreground_masks
@@ -314,6 +317,97 @@ def test_frame_reference_trains_saves_loads_and_averages_frame_logits(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
+# ALBAR
+
+
+def small_model(seed: int = 0, **heads) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("resnet", 10, n_classes=3, sample_size=16, sample_duration=4, resnet_shortcut="A",
+                       resnet_width=8, **heads)
+
+
+def normalized_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = generator(seed)
+    return torch.randn(4, 3, 4, 16, 16, generator=g), torch.tensor([0, 1, 2, 0])
+
+
+def test_albar_static_clip_repeats_one_frame():
+    clips, _ = normalized_batch()
+    still = static_clips(clips, torch.tensor([2, 0, 3, 1]))
+    for i, t in enumerate([2, 0, 3, 1]):
+        assert torch.equal(still[i], clips[i, :, t:t + 1].expand(-1, 4, -1, -1))
+
+
+def test_albar_terms_are_the_papers_with_their_signs():
+    model = small_model().train()
+    clips, labels = normalized_batch()
+    weights = AlbarWeights(adversarial=1.0, entropy=4.25, gradient_penalty=10.0)
+    added, metrics = albar_terms(model, clips, labels, weights)
+    still = static_clips(clips, torch.full((4,), 2)).requires_grad_(True)  # the middle of 4 frames
+    logits = model(still).action
+    grads, = torch.autograd.grad(logits.sum(), still)
+    penalty = grads.flatten(1).norm(dim=1).mean()
+    expected = -F.cross_entropy(logits, labels) - 4.25 * entropy(logits) + 10.0 * penalty
+    torch.testing.assert_close(added, expected, rtol=1e-4, atol=1e-5)
+    assert penalty > 0 and metrics["grad penalty"][0] == pytest.approx(float(penalty), rel=1e-4)
+
+
+@pytest.mark.parametrize("term", ["adversarial", "entropy", "gradient_penalty"])
+def test_a_step_on_each_albar_term_moves_it_the_way_the_paper_wants(term):
+    """Negative CE: the static clip's CE rises; entropy maximisation: its entropy rises; the gradient
+    penalty (added, not subtracted): the gradient norm falls, and it reaches the weights."""
+    model = small_model(seed=1).eval()  # fixed BatchNorm statistics: only the step changes the output
+    clips, labels = normalized_batch(seed=2)
+    weights = AlbarWeights(**{name: float(name == term) for name in ("adversarial", "entropy", "gradient_penalty")})
+    still = static_clips(clips, torch.full((4,), 2))
+
+    def measure() -> float:
+        x = still.clone().requires_grad_(True)
+        logits = model(x).action
+        return {"adversarial": F.cross_entropy(logits, labels), "entropy": entropy(logits),
+                "gradient_penalty": gradient_penalty(logits, x, create_graph=False)}[term].item()
+
+    before = measure()
+    added, _ = albar_terms(model, clips, labels, weights)
+    added.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.01 * p.grad
+    after = measure()
+    assert after > before if term in ("adversarial", "entropy") else after < before
+
+
+def test_albar_adds_its_terms_to_the_first_step_of_any_mode():
+    opt = parse_opts(["--root_path", "", "--is_place_adv", "--num_places_classes", "2", "--is_place_soft",
+                      "--is_mask_entropy", "--debias", "albar", "--albar_static_frame", "middle"])
+    objective = build_objective("full", opt)
+    assert isinstance(objective, Albar) and isinstance(objective.inner, FullSDN)
+    assert objective.extra_columns[-5:] == ["loss albar", "loss static", "entropy static", "grad penalty",
+                                            "acc static"]
+    model = small_model(with_place_head=True, with_hm_head=True, num_places_classes=2).train()
+    clips, labels = normalized_batch()
+    batches = [{"clip": clips, "label": labels, "place": torch.full((4, 2), 0.5)},
+               {"clip": clips.flip(0), "label": labels, "is_masking": torch.ones(4, dtype=torch.bool)}]
+    state = copy_state(model)
+    wrapped = [step.loss for step in objective.steps(model, batches, epoch=1)]
+    model.load_state_dict(state)
+    plain = [step.loss for step in objective.inner.steps(model, batches, epoch=1)]
+    model.load_state_dict(state)
+    added, _ = albar_terms(model, clips, labels, objective.weights)
+    assert len(wrapped) == 2
+    torch.testing.assert_close(wrapped[0], plain[0] + added, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(wrapped[1], plain[1])
+    assert not isinstance(build_objective("baseline", options()), Albar)
+    assert isinstance(build_objective("baseline", options("--debias", "albar")).inner, Baseline)
+
+
+def copy_state(model: torch.nn.Module) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------
 # Options
 
 
@@ -330,6 +424,10 @@ def test_bad_method_options_are_one_line_errors(tmp_path):
         options("--debias", "be", "--be_prob", "1.5")
     with pytest.raises(SdnError, match="--sample_duration >= 2"):
         options("--debias", "fame", "--sample_duration", "1")
+    with pytest.raises(SdnError, match="--compile does not support"):
+        options("--debias", "albar", "--compile")
+    with pytest.raises(SdnError, match="--albar_entropy_weight must be >= 0"):
+        options("--debias", "albar", "--albar_entropy_weight", "-1")
     with pytest.raises(SdnError, match="--stillmix_reference .*: no such file"):
         options("--debias", "stillmix", "--stillmix_reference", str(tmp_path / "none.pth"))
     assert options("--debias", "actorcutmix", "--human_dets_path", str(tmp_path)).debias == "actorcutmix"
@@ -362,6 +460,7 @@ METHOD_FLAGS = {
     "fame": ["--debias", "fame", "--fame_prob", "1.0"],
     "stillmix": ["--debias", "stillmix", "--stillmix_prob", "1.0", "--stillmix_reference_epochs", "1",
                  "--stillmix_bank_size", "4", "--stillmix_reference_width", "4"],
+    "albar": ["--debias", "albar", "--albar_static_frame", "random"],
 }
 
 

@@ -1,4 +1,5 @@
-"""What one training iteration computes, for each of the three SDN modes (reference section 9).
+"""What one training iteration computes, for each of the three SDN modes (reference section 9),
+and ALBAR's change to it (``--debias albar``, a wrapper around any mode).
 
 An objective turns the batches of one iteration into a sequence of losses. The trainer takes one
 optimizer step per loss, in order, so the full mode's two steps (unmasked batch, then masked
@@ -17,10 +18,13 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdn.losses import EntropyLoss, scene_loss, top1_correct
+from sdn.methods.albar import COLUMNS as ALBAR_COLUMNS
+from sdn.methods.albar import AlbarWeights, albar_terms
 from sdn.models import SDNOutput
 
 Model = Callable[[Tensor], SDNOutput]
@@ -195,13 +199,51 @@ class FullSDN(SceneAdversarial):
         yield self._mask_step(model, batches[1])
 
 
-Objective = Baseline | SceneAdversarial | FullSDN
+class Albar:
+    """ALBAR's static-clip terms added to the first step of any mode (``--debias albar``).
+
+    The mode's first step (the action step; in the full mode the unmasked scene-adversarial one)
+    becomes ``mode loss + ALBAR terms`` (:func:`sdn.methods.albar.albar_terms`); later steps are
+    unchanged. The mode's columns keep their meaning (its own losses); ALBAR's added loss and its
+    parts are logged in extra columns. The static frame is the batch's ``static_frame`` (drawn by
+    ALBAR's batch transform in training), else the middle one. Validation measures the same terms
+    (the gradient penalty without a graph) but its total, which the LR scheduler follows, stays
+    the mode's.
+    """
+
+    def __init__(self, inner: "Baseline | SceneAdversarial | FullSDN", opt: argparse.Namespace) -> None:
+        self.inner = inner
+        self.weights = AlbarWeights.from_options(opt)
+        self.name, self.n_loaders = inner.name, inner.n_loaders
+        self.columns = inner.columns
+        self.extra_columns = [*inner.extra_columns, *ALBAR_COLUMNS]
+        self.total_column, self.accuracy_column = inner.total_column, inner.accuracy_column
+
+    def _with_terms(self, steps: Iterator[Step], model: Model, batch: dict, train: bool) -> Iterator[Step]:
+        first = next(steps)
+        with torch.enable_grad():
+            added, metrics = albar_terms(model, batch["clip"], batch["label"], self.weights,
+                                         batch.get("static_frame"), create_graph=train)
+        yield Step(first.loss + added if train else first.loss, {**first.metrics, **metrics})
+        yield from steps
+
+    def steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
+        return self._with_terms(self.inner.steps(model, batches, epoch), model, batches[0], train=True)
+
+    def validation_steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
+        return self._with_terms(self.inner.validation_steps(model, batches, epoch), model, batches[0], train=False)
+
+
+Objective = Baseline | SceneAdversarial | FullSDN | Albar
 
 
 def build_objective(mode: str, opt: argparse.Namespace) -> Objective:
+    """The mode's objective, wrapped by ALBAR when ``--debias albar``."""
     if mode == "baseline":
-        return Baseline()
-    if mode == "place_adv":
-        return SceneAdversarial(opt)
-    return FullSDN(opt)
+        objective = Baseline()
+    elif mode == "place_adv":
+        objective = SceneAdversarial(opt)
+    else:
+        objective = FullSDN(opt)
+    return Albar(objective, opt) if getattr(opt, "debias", "none") == "albar" else objective
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from sdn.methods import actorcutmix, be, fame, stillmix
+from sdn.methods import actorcutmix, albar, be, fame, stillmix
 from sdn.methods.base import BatchTransform, Method, MethodSetup
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -16,6 +16,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     actorcutmix.METHOD,
     fame.METHOD,
     stillmix.METHOD,
+    albar.METHOD,
 )}
 
 NONE = "none"

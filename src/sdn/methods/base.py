@@ -1,8 +1,9 @@
 """What every debiasing method shares: its registry entry, its setup, and the batch helpers.
 
 A method is one registry entry (:class:`Method`): its flags, a check of the run's options, and
-either a *batch transform* (BE, ActorCutMix, FAME, StillMix: a function of one training batch)
-or a change of what a step computes (ALBAR, an objective wrapper in :mod:`sdn.engine.objectives`).
+a *batch transform* (a function of one training batch: BE, ActorCutMix, FAME and StillMix
+change the clips; ALBAR only draws its static frames) and/or a change of what a step computes
+(ALBAR, an objective wrapper in :mod:`sdn.engine.objectives`).
 
 Batch transforms run on the device, after the batch was moved there and before it is normalised
 (``Trainer`` calls them between ``.to(device)`` and ``ClipNormalize``). Why there and not in the
