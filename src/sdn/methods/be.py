@@ -8,7 +8,7 @@ BE was proposed for self-supervised pre-training, with a consistency loss. Used 
 supervised augmentation (as the StillMix paper, ICCV 2023, reran it as a baseline), only the
 clip transform remains. Defaults: λ = 0.3 · U(0, 1), BE's range (the StillMix rerun draws
 0.3 · Beta(1, 1), the same distribution); each clip is changed with probability 0.5 (the
-StillMix reruns tune it per dataset between 0.25 and 0.75; 0.5 is their most common value).
+StillMix reruns tune it per dataset and pre-training between 0.25 and 0.75; 0.5 is the middle).
 Here each clip draws its own λ and frame.
 """
 
