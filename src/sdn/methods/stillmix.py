@@ -125,7 +125,7 @@ def reference_for(setup: MethodSetup) -> FrameReference:
         setup.train_dataset, setup.n_classes, epochs=opt.stillmix_reference_epochs,
         learning_rate=opt.stillmix_reference_lr, batch_size=opt.batch_size, seed=opt.manual_seed,
         device=setup.device, progress=not opt.no_progress and setup.context.is_main,
-        width=opt.stillmix_reference_width, normalize=setup.normalize)
+        width=opt.stillmix_reference_width, normalize=setup.normalize, workers=opt.n_threads)
     if setup.context.is_main:
         reference.save(path)
         print(f"StillMix: saved the frame reference as {path}")
@@ -139,7 +139,8 @@ def biased_frame_bank(reference: FrameReference, setup: MethodSetup) -> Tensor:
     if dataset is None:
         raise SdnError("StillMix needs the training set to build its frame bank")
     scores, where = [], []  # per frame: confidence, (item index, frame position)
-    for batch in clip_loader(dataset, opt.batch_size, shuffle=False, seed=opt.manual_seed, epoch=0):
+    for batch in clip_loader(dataset, opt.batch_size, shuffle=False, seed=opt.manual_seed, epoch=0,
+                             workers=opt.n_threads):
         if not batch:
             continue
         clips = setup.normalize(batch["clip"].to(setup.device))
