@@ -285,7 +285,7 @@ def test_stillmix_bank_holds_only_frames_the_reference_is_most_confident_on():
     levels = torch.arange(40, dtype=torch.uint8).view(10, 1, 4, 1, 1) * 5 + 20  # every frame its own brightness
     clips = levels.expand(10, 3, 4, 8, 8).contiguous()
     opt = parse_opts(["--root_path", "", "--is_mask_adv", "--batch_size", "3", "--stillmix_keep", "0.25",
-                      "--stillmix_bank_size", "6", "--no_mean_norm"])
+                      "--stillmix_bank_size", "6", "--no_mean_norm", "--n_threads", "0"])
     setup = MethodSetup(opt=opt, device=torch.device("cpu"), train_dataset=ClipList(clips),
                         normalize=lambda c: c.float(), n_classes=2)
     bank = biased_frame_bank(BrightnessReference(), setup)
