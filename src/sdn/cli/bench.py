@@ -17,7 +17,7 @@ from typing import Any
 
 from sdn.errors import SdnError
 
-PARTS = ("loader", "train", "sdn-cost")
+PARTS = ("loader", "train", "sdn-cost", "scuba")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sdn.bench import common, loader, train
+    from sdn.bench import scuba as scuba_bench
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -136,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
             statistic=args.statistic, draft=args.draft), progress=common.say),
         "train": lambda: train.run_train(settings, progress=common.say),
         "sdn-cost": lambda: train.run_sdn_cost(settings, progress=common.say),
+        "scuba": lambda: scuba_bench.run(scuba_bench.ScubaSettings(
+            videos=args.videos, frames=args.frames, width=args.width, height=args.height,
+            rounds=args.rounds or 5, statistic=args.statistic), progress=common.say),
     }
     renderers = {"loader": (loader.render, loader.panel), "train": (train.render_train, train.panel_train),
-                 "sdn-cost": (train.render_sdn_cost, train.panel_sdn_cost)}
+                 "sdn-cost": (train.render_sdn_cost, train.panel_sdn_cost),
+                 "scuba": (scuba_bench.render, scuba_bench.panel)}
     for part in parts:
         load_before = common.load_average()
         result = runners[part]()

@@ -1,4 +1,4 @@
-"""``sdn prepare``: make frames, annotations, scene pseudo labels and human detections from raw videos.
+"""``sdn prepare``: frames, annotations, scene labels, human boxes and masks, scene-bias test splits.
 
 Each step lives in ``sdn.prepare.<module>`` with ``build_parser()`` and ``run(args) -> int``; only
 the chosen step is imported, so ``sdn prepare annotations`` does not load torchvision's models.
@@ -14,6 +14,8 @@ STEPS = {
     "annotations": ("sdn.prepare.annotations", "the original annotation JSON from official split files"),
     "scene-labels": ("sdn.prepare.scene_labels", "Places365 scene pseudo labels (--place_pred_path)"),
     "detect-humans": ("sdn.prepare.detect_humans", "per-frame human boxes from a detector (--human_dets_path)"),
+    "segment-humans": ("sdn.prepare.segment_humans", "per-frame person masks from Mask R-CNN (--human_masks_path)"),
+    "scuba": ("sdn.prepare.scuba", "SCUBA/SCUFO scene-bias test splits of a dataset (sdn analyze --split)"),
     "convert": ("sdn.prepare.convert", "scene labels / detections: original .npy <-> safe .npz"),
 }
 

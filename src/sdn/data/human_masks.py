@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -57,21 +57,52 @@ def _member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
 
 def save_human_masks(path: str | os.PathLike, masks: Mapping[tuple[str, str], np.ndarray], source: str) -> None:
     """Write ``{(class_dir, video_id): bool [T, H, W]}`` atomically (byte-reproducible for the same input)."""
-    if source not in SOURCES:
-        raise SdnError(f"{path}: mask source must be one of {', '.join(SOURCES)}, not {source!r}")
     keys = list(masks)
     for key in keys:
         if masks[key].ndim != 3 or 0 in masks[key].shape:
             raise SdnError(f"{path}: the mask of class {key[0]!r}, video {key[1]!r} must be a non-empty [T, H, W] array")
+    write_packed_human_masks(path, [(key[0], key[1], tuple(masks[key].shape)) for key in keys],
+                             (pack_mask(masks[key]) for key in keys), source)
+
+
+def pack_mask(mask: np.ndarray) -> np.ndarray:
+    """The stored form of one video's bool ``[T, H, W]`` mask: ``np.packbits`` of it, row-major."""
+    return np.packbits(np.asarray(mask, dtype=bool).reshape(-1))
+
+
+def write_packed_human_masks(path: str | os.PathLike, index: Sequence[tuple[str, str, tuple[int, int, int]]],
+                             packed: Iterable[np.ndarray], source: str) -> None:
+    """Write the file from already packed masks, one video at a time (atomically).
+
+    ``index`` lists (class_dir, video_id, (T, H, W)) per video and ``packed`` yields each video's
+    :func:`pack_mask` in the same order, so a whole dataset's masks (far more than memory holds
+    once unpacked) are written without ever being held together. The bytes are those
+    :func:`save_human_masks` writes for the same masks.
+    """
+    if source not in SOURCES:
+        raise SdnError(f"{path}: mask source must be one of {', '.join(SOURCES)}, not {source!r}")
+    shapes = np.array([shape for _, _, shape in index], dtype=np.int64).reshape(len(index), 3)
+    if np.any(shapes < 1):
+        raise SdnError(f"{path}: every mask must be a non-empty [T, H, W] array")
     with atomic_open(path, "wb") as handle, zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
         _member(archive, "format", np.array(NPZ_FORMAT))
         _member(archive, "version", np.array(NPZ_VERSION, dtype=np.int64))
         _member(archive, "source", np.array(source))
-        _member(archive, "class_dirs", np.array([k[0] for k in keys], dtype=str).reshape(len(keys)))
-        _member(archive, "video_ids", np.array([k[1] for k in keys], dtype=str).reshape(len(keys)))
-        _member(archive, "shapes", np.array([masks[k].shape for k in keys], dtype=np.int64).reshape(len(keys), 3))
-        for v, key in enumerate(keys):
-            _member(archive, f"mask_{v}", np.packbits(np.asarray(masks[key], dtype=bool).reshape(-1)))
+        _member(archive, "class_dirs", np.array([k[0] for k in index], dtype=str).reshape(len(index)))
+        _member(archive, "video_ids", np.array([k[1] for k in index], dtype=str).reshape(len(index)))
+        _member(archive, "shapes", shapes)
+        count = 0
+        for v, bits in enumerate(packed):
+            if v >= len(index):
+                raise SdnError(f"{path}: more masks than index entries")
+            size = int(np.prod(shapes[v]))
+            if bits.dtype != np.uint8 or bits.shape != ((size + 7) // 8,):
+                raise SdnError(f"{path}: the packed mask of class {index[v][0]!r}, video {index[v][1]!r} does not "
+                               f"match its shape {shapes[v].tolist()}")
+            _member(archive, f"mask_{v}", bits)
+            count += 1
+        if count != len(index):
+            raise SdnError(f"{path}: {count} masks for {len(index)} index entries")
 
 
 class HumanMasks:
@@ -120,8 +151,8 @@ class HumanMasks:
         except KeyError:
             raise SdnError(f"{self.path}: no human mask for class {class_dir!r}, video {video_id!r}") from None
 
-    def video(self, class_dir: str, video_id: str) -> np.ndarray:
-        """The whole bool ``[T, H, W]`` mask of a video."""
+    def packed(self, class_dir: str, video_id: str) -> tuple[tuple[int, int, int], np.ndarray]:
+        """``((T, H, W), packed bits)`` of a video as stored: copying masks between files needs no unpacking."""
         row = self._row(class_dir, video_id)
         shape = tuple(int(n) for n in self._shapes[row])
         try:
@@ -134,7 +165,12 @@ class HumanMasks:
         if packed.dtype != np.uint8 or packed.shape != ((size + 7) // 8,):
             raise SdnError(f"{self.path}: the mask of class {class_dir!r}, video {video_id!r} does not match its "
                            f"shape {list(shape)}")
-        return np.unpackbits(packed, count=size).astype(bool).reshape(shape)
+        return shape, packed  # type: ignore[return-value]
+
+    def video(self, class_dir: str, video_id: str) -> np.ndarray:
+        """The whole bool ``[T, H, W]`` mask of a video."""
+        shape, packed = self.packed(class_dir, video_id)
+        return np.unpackbits(packed, count=int(np.prod(shape))).astype(bool).reshape(shape)
 
     def frames(self, class_dir: str, video_id: str, frame_indices: Sequence[int]) -> np.ndarray:
         """bool ``[len(frame_indices), H, W]`` for 1-based frame numbers; a frame past the last repeats the last.

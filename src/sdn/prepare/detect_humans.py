@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,8 +131,13 @@ def cached_weights(name: str) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def load_detector(name: str, weights: str | None, score_threshold: float, min_size: int | None) -> nn.Module:
-    """A torchvision detector with weights from ``weights`` or the cache, read without unpickling code."""
+def load_detector(name: str, weights: str | None, score_threshold: float, min_size: int | None,
+                  options: Mapping[str, Any] | None = None) -> nn.Module:
+    """A torchvision detector with weights from ``weights`` or the cache, read without unpickling code.
+
+    Any torchvision detection model works (``segment-humans`` loads Mask R-CNN here too);
+    ``options`` are further keyword arguments of its constructor (e.g. ``box_detections_per_img``).
+    """
     path = weights or cached_weights(name)
     if path is None:
         url = torchvision.models.get_model_weights(name).DEFAULT.url
@@ -139,7 +145,7 @@ def load_detector(name: str, weights: str | None, score_threshold: float, min_si
                        f"in {os.path.join(torch.hub.get_dir(), 'checkpoints')}; nothing is downloaded")
     checkpoint = read_checkpoint(path)
     state = model_state(checkpoint.get("model", checkpoint), path)  # torchvision reference scripts save 'model'
-    options = {"box_score_thresh": score_threshold, **({"min_size": min_size} if min_size else {})}
+    options = {"box_score_thresh": score_threshold, **({"min_size": min_size} if min_size else {}), **(options or {})}
     model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **options)
     try:
         model.load_state_dict(state)
@@ -182,14 +188,21 @@ def detect(detector: Detector, frames: torch.Tensor, device: torch.device, thres
     return [person_boxes(output, threshold) for output in outputs]
 
 
-def detect_videos(detector: Detector, device: torch.device, args: argparse.Namespace, entries: list[VideoEntry],
-                  save: runner.Save, progress: bool) -> list[Failure]:
-    """Detect on the keyframes of every video, interpolate the rest, save each video when its last chunk is done."""
+def keyframe_loop(entries: list[VideoEntry], args: argparse.Namespace, infer: Callable[[torch.Tensor], list[Any]],
+                  finish: Callable[[VideoEntry, dict[int, Any]], None], progress: bool, desc: str) -> list[Failure]:
+    """Run ``infer`` on the keyframes of every video; call ``finish(entry, {keyframe: result})`` per video.
+
+    Shared by ``detect-humans`` (boxes, interpolated) and ``segment-humans`` (masks, nearest
+    keyframe): frames are read by ``--workers`` loader processes in chunks of ``--batch_size``
+    keyframes, a video that cannot be read (or that ``finish`` rejects with a BadSampleError) is a
+    Failure (its other chunks are skipped), and each video is finished as soon as its last chunk
+    is done, so a run can be resumed video by video.
+    """
     dataset = KeyframeChunks(entries, args.every, args.batch_size)
     loader = DataLoader(dataset, batch_size=None, num_workers=args.workers)
-    detected: dict[int, dict[int, np.ndarray]] = {}
+    found: dict[int, dict[int, Any]] = {}
     failed: dict[int, Failure] = {}
-    with tqdm(total=sum(len(marks) for _, marks, _ in dataset.chunks), desc="human detections", unit="frame",
+    with tqdm(total=sum(len(marks) for _, marks, _ in dataset.chunks), desc=desc, unit="frame",
               disable=not progress) as bar:
         for video, marks, frames, last in loader:
             bar.update(len(marks))
@@ -197,14 +210,26 @@ def detect_videos(detector: Detector, device: torch.device, args: argparse.Names
                 continue
             if isinstance(frames, Failure):
                 failed[video] = frames
-                detected.pop(video, None)
+                found.pop(video, None)
                 continue
-            boxes = detected.setdefault(video, {})
-            boxes.update(zip(marks, detect(detector, frames, device, args.score_threshold)))
+            found.setdefault(video, {}).update(zip(marks, infer(frames)))
             if last:
-                per_frame = interpolate(detected.pop(video), entries[video].n_frames, args.match_iou)
-                save(entries[video], {t: {"human_boxes": b} for t, b in per_frame.items()})
+                try:
+                    finish(entries[video], found.pop(video))
+                except BadSampleError as error:
+                    failed[video] = Failure(error.path, error.reason or str(error))
     return list(failed.values())
+
+
+def detect_videos(detector: Detector, device: torch.device, args: argparse.Namespace, entries: list[VideoEntry],
+                  save: runner.Save, progress: bool) -> list[Failure]:
+    """Detect on the keyframes of every video, interpolate the rest, save each video when its last chunk is done."""
+    def finish(entry: VideoEntry, detected: dict[int, np.ndarray]) -> None:
+        per_frame = interpolate(detected, entry.n_frames, args.match_iou)
+        save(entry, {t: {"human_boxes": b} for t, b in per_frame.items()})
+
+    return keyframe_loop(entries, args, lambda frames: detect(detector, frames, device, args.score_threshold),
+                         finish, progress, "human detections")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
-"""The driver shared by ``scene-labels`` and ``detect-humans``: which videos, resuming, output files.
+"""The driver of the model steps (scene-labels, detect-humans, segment-humans): videos, resuming, outputs.
 
-Both steps run a model over the videos of the training and validation subsets of an annotation
+Each step runs a model over the videos of the training and validation subsets of an annotation
 file, exactly as training will look them up (class directory and video id from sdn's readers),
-and write one file per subset under the names the loaders glob for.
+and writes one file per subset under the names the loaders glob for.
 
 Resuming: each finished video is saved at once as a tiny safe ``.npz`` in a hidden folder next to
 the output (``.<output name>.partial/``), so an interrupted run continues where it stopped. The
@@ -52,18 +52,26 @@ class Task:
     settings: Mapping[str, Any]
     process: Callable[[list[VideoEntry], Save, bool], list[Failure]]
     describe: Callable[[dict], str] = lambda results: ""
+    # How finished videos are kept and assembled: a step whose results are not the scene-label or
+    # detection layouts (segment-humans' masks) brings its own ShardStore subclass.
+    store: Callable[[str, str, Mapping[str, Any]], "ShardStore"] = lambda *args: ShardStore(*args)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, batch_size: int, batch_help: str) -> None:
-    """The options both model steps share: where the videos are, where results go, how to run."""
+def add_common_arguments(parser: argparse.ArgumentParser, batch_size: int, batch_help: str,
+                         original: bool = True) -> None:
+    """The options the model steps share: where the videos are, where results go, how to run.
+
+    ``original=False`` leaves out ``--original`` for a step whose output has no original format.
+    """
     parser.add_argument("--video_path", required=True,
                         help="Frame (or video) root as passed to training (Kinetics: the folder with train/ and val/)")
     parser.add_argument("--annotation_path", required=True,
                         help="Annotation JSON (Diving48: the annotation directory) as passed to training")
     parser.add_argument("--dataset", default="kinetics", choices=DATASETS, help="Annotation format (default kinetics)")
     parser.add_argument("--out", required=True, help="Output directory for the safe .npz files (created)")
-    parser.add_argument("--original", metavar="DIR",
-                        help="Also write the original pickled .npy files into DIR")
+    if original:
+        parser.add_argument("--original", metavar="DIR",
+                            help="Also write the original pickled .npy files into DIR")
     parser.add_argument("--subsets", nargs="+", choices=("training", "validation"), default=["training", "validation"],
                         help="Subsets to process (default: both)")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
@@ -120,6 +128,11 @@ class ShardStore:
                 results.setdefault(entry.class_dir, {})[entry.video_id] = data[entry.class_dir][entry.video_id]
         return results
 
+    def finish(self, args: argparse.Namespace, task: Task, split: str, done: list[VideoEntry]) -> tuple[list[str], str]:
+        """Write the subset's output files from the saved results of ``done``; (paths written, a note)."""
+        results = self.collect(done)
+        return _write(args, task, split, results), task.describe(results)
+
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -135,7 +148,7 @@ def _read_settings(path: str) -> Any:
 def _write(args: argparse.Namespace, task: Task, split: str, results: dict) -> list[str]:
     """The safe file in ``--out`` and, with ``--original``, the pickled one; return their paths."""
     written = [os.path.join(args.out, task.safe_names[split])]
-    if args.original:
+    if getattr(args, "original", None):
         os.makedirs(args.original, exist_ok=True)
         written.append(os.path.join(args.original, task.original_names[split]))
     for path in written:
@@ -154,20 +167,19 @@ def _run_subset(args: argparse.Namespace, task: Task, subset: str) -> list[Failu
         print(f"{subset}: {final} is complete; skipped (--overwrite redoes it)")
         return []
     entries = subset_entries(args.dataset, args.annotation_path, args.video_path, subset)
-    store = ShardStore(shards, task.kind, task.settings)
+    store = task.store(shards, task.kind, task.settings)
     pending = [entry for entry in entries if not store.has(entry)]
     failures = task.process(pending, store.save, not args.no_progress)
-    results = store.collect(entries)
-    if not results:
+    done = [entry for entry in entries if store.has(entry)]
+    if not done:
         print_failures(failures)
         raise SdnError(f"{args.annotation_path}: no {subset} video could be processed")
-    written = _write(args, task, split, results)
+    written, note = store.finish(args, task, split, done)
     if not failures:
         store.remove()
-    done = sum(len(videos) for videos in results.values())
-    print(f"{subset}: {task.kind} of {done} videos ({len(pending) - len(failures)} now, "
-          f"{done - len(pending) + len(failures)} from an earlier run), {len(failures)} failed "
-          f"-> {', '.join(written)}{task.describe(results)}")
+    print(f"{subset}: {task.kind} of {len(done)} videos ({len(pending) - len(failures)} now, "
+          f"{len(done) - len(pending) + len(failures)} from an earlier run), {len(failures)} failed "
+          f"-> {', '.join(written)}{note}")
     return failures
 
 
