@@ -115,3 +115,48 @@ def test_analyze_reports_bad_paths_in_one_line(tiny_run, tmp_path, capsys):
     assert error.count("\n") == 0 and str(missing) in error
     assert sdn_main(["analyze", str(tmp_path / "none.pth"), "--out", str(tmp_path / "a.json")]) == 2
     assert not (tmp_path / "a.json").exists()
+
+
+def test_contrast_accuracy_pairs_scuba_with_scufo_by_key():
+    from sdn.analysis import Outputs, contrast_accuracy
+
+    def outputs(folder, predictions, labels):
+        logits = torch.nn.functional.one_hot(torch.tensor(predictions), 2).float() * 5
+        return Outputs(torch.zeros(len(labels), 0), logits, torch.tensor(labels),
+                       [f"/{folder}/rise/v{i}" for i in range(len(labels))])
+
+    # v0: right on SCUBA, other answer on SCUFO (counts); v1: right on both (a still frame suffices: no);
+    # v2: wrong on SCUBA (no); v3: right, its SCUFO twin is missing (left out)
+    scuba = outputs("scuba", [0, 0, 1, 0], [0, 0, 0, 0])
+    scufo = outputs("scufo", [1, 0, 1], [0, 0, 0])
+    result = contrast_accuracy(scuba, scufo)
+    assert result == {"videos_paired": 3, "videos_unpaired": 1, "contrast_accuracy": pytest.approx(1 / 3)}
+
+
+def test_analyze_test_splits_and_static_reference(tmp_path, capsys):
+    root = tmp_path / "data"
+    generate(root, classes=2, scenes=4, train_per_class=4, val_per_class=2, ooc_per_class=0, test_per_class=2,
+             frames=6, width=40, height=32, seed=2, diving48=False)
+    assert sdn_main(["train", "--root_path", str(root), "--video_path", "jpg", "--annotation_path", "kinetics.json",
+                     "--result_path", "runs/base", "--dataset", "kinetics", "--is_mask_adv",
+                     *[("2" if item == "3" else item) for item in TINY]]) == 0
+    splits = [str(root / "splits" / name) for name in ("iid", "scuba", "scufo")]
+    out = tmp_path / "analysis.json"
+    arguments = ["analyze", str(root / "runs" / "base" / "save_1.pth"), "--out", str(out), "--no_progress"]
+    assert sdn_main([*arguments, *[x for split in splits for x in ("--split", split)], "--static_reference"]) == 0
+    printed = capsys.readouterr().out
+    assert "split scuba" in printed and "Contra. Acc." in printed and "static reference" in printed
+    result = json.loads(out.read_text())
+    assert set(result["splits"]) == {"iid", "scuba", "scufo", "contrast"}
+    for name in ("iid", "scuba", "scufo"):
+        assert result["splits"][name]["clips"] == 4 and 0.0 <= result["splits"][name]["clip_accuracy"] <= 1.0
+    contrast = result["splits"]["contrast"]
+    assert contrast["videos_paired"] == 4 and 0.0 <= contrast["contrast_accuracy"] <= result["splits"]["scuba"][
+        "video_accuracy"]
+    reference = result["static_reference"]["splits"]
+    assert set(reference) == {"iid", "scuba", "scufo", "contrast"} and reference["scuba"]["clips"] == 4
+    # a split twice, or a folder that is not a split, is a one-line error
+    assert sdn_main([*arguments, "--split", splits[0], "--split", splits[0]]) == 2
+    assert sdn_main([*arguments, "--split", str(tmp_path)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "already given" in errors[0] and "split.json" in errors[1]

@@ -1,65 +1,99 @@
-"""``sdn demo`` end to end, at test size (the same code path as ``--quick``, with fewer videos and one epoch)."""
+"""``sdn demo``: the experiment end to end at test size, and its statistics on hand-made results."""
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 
+import pytest
 from PIL import Image
 
 from sdn.cli.main import main as sdn_main
-from sdn.demo import METHOD_KEYS, METRICS, QUICK, aggregate, summarize, verdict
+from sdn.demo import METHODS, METRICS, QUICK, aggregate, plan_jobs, run_demo, summarize, sweep_summary, t_quantile, targets
 
-TEST_SIZE = ["--seeds", "1", "--phase_epochs", "1", "--train_per_class", "8", "--val_per_class", "8", "--ooc_per_class", "3"]
+TINY = replace(QUICK, seeds=2, biases=(0.9, 0.99), train_per_class=8, val_per_class=8, ooc_per_class=2,
+               test_per_class=2, frames=4, width=40, height=32, sample_size=16, sample_duration=4, batch_size=8,
+               phase_epochs=1, methods=("baseline", "scene_adv", "be", "upper_bound"))
 
 
-def test_demo_end_to_end(tmp_path, capsys):
+def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    assert sdn_main(["demo", "--quick", "--out", str(out), "--no_progress", *TEST_SIZE]) == 0
-    printed = capsys.readouterr().out
-    assert "| baseline |" in printed and "upper bound" in printed
-    results = json.loads((out / "results.json").read_text())
-    assert {"config", "methods", "summary", "against_target", "per_seed", "data", "timings_s"} <= set(results)
-    assert set(results["summary"]) == set(METHOD_KEYS)
-    assert set(results["summary"]["baseline"]) == set(METRICS)
-    assert results["config"]["seeds"] == 1 and results["config"]["sample_size"] == QUICK.sample_size
-    for key in METHOD_KEYS:
-        analysis = results["per_seed"][0][key]
-        assert {"in_context", "out_of_context", "scene_probe", "human_masked", "static"} <= set(analysis)
-        assert (out / "runs" / "seed0" / key / "analysis.json").is_file()
-        assert Image.open(out / "curves" / f"{key}.png").format == "PNG"
-    # the chain: baseline 3 phases, scene-adversarial 2 from the baseline's first, full SDN 1 from the latter's first;
-    # only each model's final checkpoint is kept
-    finals = {"baseline": 3, "scene_adv": 2, "full_original": 1, "full_paper": 1, "upper_bound": 3}
-    for key, epochs in finals.items():
-        assert sorted(p.name for p in (out / "runs" / "seed0" / key).glob("*.pth")) == [f"save_{epochs}.pth"]
-    scene_adv_opts = json.loads((out / "runs" / "seed0" / "scene_adv" / "opts.json").read_text())
-    assert scene_adv_opts["pretrain_path"].endswith("baseline/save_1.pth")
+    results = run_demo(out, TINY, progress=False)
+    assert set(results) >= {"config", "keys", "summary", "sweep", "targets", "per_seed", "data", "timings_s"}
+    assert results["keys"] == ["baseline", "scene_adv", "be", "static_reference", "upper_bound"]
+    summary = results["summary"]
+    assert set(summary["vs_baseline"]) == set(results["keys"]) - {"baseline"}
+    assert set(summary["absolute"]["baseline"]) == set(METRICS)
+    for key in ("baseline", "be", "upper_bound"):
+        assert summary["absolute"][key]["scuba"]["n"] == 2  # both seeds measured, at the highest bias
+    # paired: each difference is the method's value minus the baseline's on the same seed
+    per_seed = results["per_seed"]["0.99"]
+    for seed in range(2):
+        be = per_seed[seed]["be"]["splits"]["scuba"]["clip_accuracy"]
+        base = per_seed[seed]["baseline"]["splits"]["scuba"]["clip_accuracy"]
+        assert summary["vs_baseline"]["be"]["scuba"]["values"][seed] == pytest.approx(be - base)
+    assert set(results["sweep"]) == {"0.9", "0.99"} and results["sweep"]["0.9"]["scuba"]["n"] == 2
+    assert set(results["per_seed"]["0.9"][0]) == {"baseline", "static_reference"}  # the sweep trains the baseline
+    # the chain: the scene-adversarial model continues the baseline's first phase; only final checkpoints of seed 0
+    runs = out / "runs" / "seed0" / "bias0.99"
+    assert json.loads((runs / "scene_adv" / "opts.json").read_text())["pretrain_path"].endswith("baseline/save_1.pth")
+    assert sorted(p.name for p in (runs / "baseline").glob("*.pth")) == ["save_3.pth"]
+    assert not list((out / "runs" / "seed1").rglob("*.pth"))
     report = (out / "report.md").read_text()
-    assert "| full SDN, paper mask loss |" in report and "comparison.png" in report and "cam.png" in report
-    for figure in ("comparison.png", "cam.png"):
+    assert "| BE (background erasing) |" in report and "SCUBA" in report and "Against the targets" in report
+    for figure in ("differences.png", "sweep.png"):
         with Image.open(out / figure) as image:
             assert image.format == "PNG" and image.width > 100 and image.height > 100
 
 
-def test_demo_refuses_a_used_output_directory(tmp_path, capsys):
+def test_demo_refuses_a_used_output_directory_and_unknown_methods(tmp_path, capsys):
     (tmp_path / "old.txt").write_text("keep me")
     assert sdn_main(["demo", "--out", str(tmp_path), "--no_progress"]) == 2
     assert str(tmp_path) in capsys.readouterr().err
     assert (tmp_path / "old.txt").read_text() == "keep me"
+    with pytest.raises(SystemExit):
+        sdn_main(["demo", "--out", str(tmp_path / "new"), "--methods", "baseline,magic"])
+    assert "magic" in capsys.readouterr().err
 
 
-def test_summary_and_target_from_hand_results():
-    def result(in_context, ooc, probe):
-        return {"in_context": {"clip_accuracy": in_context}, "out_of_context": {"clip_accuracy": ooc},
-                "scene_probe": {"out_of_context": {"accuracy": probe}}}
+def _result(values: dict[str, float]) -> dict:
+    return {"splits": {"iid": {"clip_accuracy": values["iid"]}, "scuba": {"clip_accuracy": values["scuba"]},
+                       "scufo": {"clip_accuracy": values.get("scufo", 0.5)}}}
 
-    per_seed = [{key: result(0.9, 0.3, 0.9) for key in METHOD_KEYS} for _ in range(2)]
-    per_seed[0]["full_paper"] = result(0.88, 0.45, 0.5)
-    per_seed[1]["full_paper"] = result(0.86, 0.55, 0.4)
-    summary = aggregate(per_seed)
-    assert summary["full_paper"]["out_of_context"]["mean"] == 0.5
-    assert summary["full_paper"]["masked"]["mean"] is None  # not measured: no number invented
-    answers = verdict(summary)
-    assert answers["full_paper"]["meets_target"] and not answers["full_original"]["meets_target"]
-    assert round(answers["full_paper"]["ooc_gain_points"], 6) == 20.0
-    assert summarize([1.0, None, 3.0]) == {"mean": 2.0, "std": 2 ** 0.5, "values": [1.0, None, 3.0]}
+
+def test_paired_differences_and_confidence_intervals():
+    per_seed = [{"baseline": _result({"iid": 0.95, "scuba": 0.6}), "be": _result({"iid": 0.93, "scuba": 0.7}),
+                 "upper_bound": _result({"iid": 0.96, "scuba": 0.95})},
+                {"baseline": _result({"iid": 0.97, "scuba": 0.5}), "be": _result({"iid": 0.95, "scuba": 0.8}),
+                 "upper_bound": _result({"iid": 0.94, "scuba": 0.93})}]
+    summary = aggregate(per_seed, ["baseline", "be", "upper_bound"])
+    difference = summary["vs_baseline"]["be"]["scuba"]
+    assert difference["mean"] == pytest.approx(0.2) and difference["values"] == pytest.approx([0.1, 0.3])
+    # sd of (0.1, 0.3) is 0.1414; t(0.975, 1 df) = 12.706; half-width = t * sd / sqrt(2)
+    assert difference["ci95"] == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))
+    assert summary["absolute"]["be"]["contrast"]["mean"] is None  # not measured: no number invented
+    answers = targets(summary, ["baseline", "be", "upper_bound"])
+    assert answers["upper_bound_scuba"]["met"] and answers["upper_bound_scuba"]["value"] == pytest.approx(94.0)
+    assert answers["shortcut_points"]["value"] == pytest.approx(39.0) and answers["shortcut_points"]["met"]
+    best = answers["best_method"]
+    assert best["method"] == "be" and best["scuba_gain"] == pytest.approx(20.0) and best["iid_change"] == pytest.approx(-2)
+    assert not best["met"] and not answers["ci_half_width"]["met"]  # two seeds: the CI still includes zero
+    sweep = sweep_summary({0.9: per_seed})
+    assert sweep["0.9"]["iid_minus_scuba"]["mean"] == pytest.approx(0.41)
+
+
+def test_statistics_helpers():
+    assert t_quantile(9) == 2.262 and t_quantile(1) == 12.706 and 1.96 < t_quantile(200) < 1.98
+    assert summarize([0.5, None]) == {"mean": 0.5, "std": None, "ci95": None, "n": 1, "values": [0.5, None]}
+
+
+def test_plan_trains_chains_together_and_the_sweep_baseline_at_every_bias(tmp_path):
+    config = replace(TINY, seeds=1, methods=("baseline", "scene_adv", "full_original", "full_paper", "fame",
+                                             "upper_bound"))
+    jobs = plan_jobs(tmp_path, config, places=8)
+    keys = sorted(job.keys for job in jobs)
+    assert ("baseline", "scene_adv", "full_original", "full_paper") in keys
+    assert keys.count(("baseline",)) == 1 and ("fame",) in keys and ("upper_bound",) in keys
+    assert sorted(job.bias for job in jobs if job.keys == ("static_reference",)) == [0.9, 0.99]
+    assert METHODS["full_paper"].phases == 1 and METHODS["scene_adv"].phases == 2 and METHODS["fame"].phases == 3

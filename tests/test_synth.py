@@ -162,3 +162,106 @@ def test_refuses_non_empty_output_and_bad_options(tmp_path):
     with pytest.raises(SdnError, match="--places"):
         generate(tmp_path / "new", scenes=4, places=3)
     assert not (tmp_path / "new").exists() and [p.name for p in tmp_path.iterdir()] == ["full"]
+
+
+# ----------------------------------------------------------------------------------------------
+# scene groups, exact masks, test splits
+
+GROUPED = dict(classes=2, scenes=8, train_per_class=12, val_per_class=2, ooc_per_class=2, test_per_class=4, frames=6,
+               width=48, height=40, bias=0.99, seed=4, diving48=False)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("grouped") / "data"
+    return root, generate(root, **GROUPED)
+
+
+def _frames(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p), dtype=np.int16) for p in sorted(folder.glob("image_*.jpg"))])
+
+
+def test_scene_groups_vary_the_scene_within_an_action(grouped):
+    from sdn.data.synth import own_scenes
+
+    root, summary = grouped
+    assert own_scenes(0, 2, 8) == [0, 2, 4, 6] and own_scenes(1, 2, 8) == [1, 3, 5, 7]
+    assert own_scenes(2, 3, 2) == [0]  # fewer scenes than actions: shared, as before
+    training = [v for v in summary["videos"] if v["split"] == "training"]
+    scenes_of = {c: {v["scene"] for v in training if v["class_index"] == c} for c in (0, 1)}
+    assert len(scenes_of[0]) >= 3 and len(scenes_of[1]) >= 3  # the place label varies within an action
+    stats = summary["statistics"]
+    assert stats["training_own_scene_fraction"] >= 0.9
+    # the action alone cannot predict the place: at most about one in four scenes of a group
+    assert stats["place_from_action_accuracy"] <= 0.6
+    assert stats["scene_model_agreement"] >= 0.6
+    patterns = {scene["pattern"] for scene in summary["scenes"]}
+    assert len(patterns) == 4  # pattern cycles within a group: scenes differ by texture as well as palette
+
+
+def test_place_from_action_accuracy_is_the_majority_share():
+    from sdn.data.synth import place_from_action_accuracy
+
+    assert place_from_action_accuracy([(0, 1), (0, 1), (0, 2), (1, 3)]) == 0.75
+    assert place_from_action_accuracy([]) is None
+
+
+def test_exact_masks_follow_the_actor(grouped):
+    from sdn.data.human_masks import HumanMasks
+
+    root, summary = grouped
+    masks = HumanMasks.from_path(root / "masks", "training")
+    assert masks.source == "exact"
+    video = next(v for v in summary["videos"] if v["split"] == "training")
+    mask = masks.video(video["label"], video["youtube_id"])
+    assert mask.shape == (6, 40, 48) and mask.any(axis=(1, 2)).all()
+    for frame, box in zip(mask, video["true_boxes"]):
+        ys, xs = np.nonzero(frame)
+        # the mask is the figure plus its one-pixel contour: its extent is the true box, one pixel wider
+        assert xs.min() >= box[0] - 2 and xs.max() <= box[2] + 2 and ys.min() >= box[1] - 2 and ys.max() <= box[3] + 2
+        assert frame.sum() < 0.5 * (box[2] - box[0] + 3) * (box[3] - box[1] + 3) * 2  # a figure, not a filled box
+    assert HumanMasks.from_path(root / "masks", "validation").has(
+        *next((v["label"], v["youtube_id"]) for v in summary["videos"] if v["split"] == "ooc"))
+
+
+def test_test_splits(grouped):
+    from sdn.data.synth import own_scenes
+    from sdn.data.test_splits import read_split
+
+    root, summary = grouped
+    assert set(summary["test_splits"]) == {"iid", "conflicting", "scuba", "scufo", "background_only"}
+    splits = {name: read_split(str(root / path)) for name, path in summary["test_splits"].items()}
+    for name, split in splits.items():
+        assert split.name == name and split.class_names == ["rise", "fall"] and len(split.entries) == 8
+    scene_index = {scene["name"]: i for i, scene in enumerate(summary["scenes"])}
+    database = _load(root / "splits" / "conflicting" / "split.json")["database"]
+    for key, entry in database.items():
+        label = summary["classes"].index(entry["annotations"]["label"])
+        assert scene_index[entry["background"]] not in own_scenes(label, 2, 8)
+    backgrounds = [e["background"] for e in _load(root / "splits" / "scuba" / "split.json")["database"].values()]
+    assert not set(backgrounds) & set(scene_index)  # never a training scene
+    assert any(b.startswith("heldout") for b in backgrounds) and "sinusoidal stripes" in backgrounds
+    for entry in splits["scuba"].entries:
+        scuba = _frames(Path(entry.path))
+        scufo = _frames(root / "splits" / "scufo" / entry.class_dir / entry.video_id)
+        assert scufo.shape == scuba.shape
+        assert all(np.array_equal(scufo[0], frame) for frame in scufo)  # one frame, repeated
+        assert min(np.abs(scufo[0] - frame).mean() for frame in scuba) < 1.0  # ... taken from the SCUBA clip
+        assert np.abs(scuba[0] - scuba[-1]).mean() > 1.0  # the SCUBA clip moves
+    for entry in splits["iid"].entries:
+        background = _frames(root / "splits" / "background_only" / entry.class_dir / entry.video_id)
+        clip = _frames(Path(entry.path))
+        assert all(np.array_equal(background[0], frame) for frame in background)  # no actor, nothing moves
+        differs = np.abs(clip.astype(int) - background).max(axis=3) > 40
+        assert differs.any(axis=(1, 2)).all()  # the actor is what the iid clip adds to its background
+        assert differs.mean() < 0.3
+
+
+def test_test_splits_leave_the_rest_of_the_dataset_unchanged(tmp_path):
+    options = dict(GROUPED, train_per_class=2, test_per_class=0)
+    generate(tmp_path / "a", **options)
+    generate(tmp_path / "b", **{**options, "test_per_class": 2})
+    for path in (tmp_path / "a").rglob("*"):
+        if path.is_file() and path.name != "synth.json":
+            assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes(), path
+    assert (tmp_path / "b" / "splits" / "scuba" / "split.json").is_file() and not (tmp_path / "a" / "splits").exists()

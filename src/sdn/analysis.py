@@ -15,7 +15,13 @@ the background that usually comes with the action. These measurements can:
 * **static clips** (the middle frame repeated): the actions here are motions, so accuracy above
   chance on a single frame is a shortcut through appearance or scene;
 * **actor attention**: the share of the activation map inside the human boxes
-  (:mod:`sdn.viz.attention`).
+  (:mod:`sdn.viz.attention`);
+* **test splits** (``--split DIR``, :mod:`sdn.data.test_splits`): accuracy on each, and with a
+  SCUBA split and its SCUFO twin the field's protocol (StillMix, ICCV 2023; ALBAR, ICLR 2025):
+  SCUBA accuracy (the actor on unseen backgrounds: higher is better), SCUFO accuracy (one frame
+  repeated, no motion: lower is better, chance is ideal) and Contra. Acc., the share of SCUBA videos
+  predicted right *and* predicted differently on their SCUFO twin (a model that decides from the
+  still frame gives the same answer on both).
 
 Clips go through the validation pipeline (centre crop, deterministic windows), so results do not
 depend on the seed; the probe is fitted full-batch from zero weights, so it is deterministic too.
@@ -26,9 +32,10 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +43,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sdn.data.annotations import make_clips
 from sdn.data.datasets import KINETICS_FAMILY, ClipDataset, get_training_set, get_validation_set
 from sdn.data.detections import HumanDetections
 from sdn.data.scene_labels import SceneLabels
+from sdn.data.test_splits import TestSplit, read_split
 from sdn.data.transforms import LoopPadding, TemporalCenterCrop, val_spatial_transform
 from sdn.errors import SdnError
 from sdn.viz.attention import BoxedClips, dataset_actor_attention
@@ -58,6 +67,7 @@ class AnalysisSettings:
     ooc_annotation_path: str | None = None
     place_pred_path: str | None = None
     human_dets_path: str | None = None
+    splits: tuple[str, ...] = ()  # test split directories (sdn.data.test_splits)
     attention_method: str = "cam"
     attention_layer: str | None = None
     batch_size: int = 16
@@ -74,6 +84,17 @@ class Outputs:
     labels: Tensor  # int64 [N]
     videos: list[str]  # per clip, the video it comes from (for video-level accuracy)
 
+    def video_probabilities(self) -> dict[str, Tensor]:
+        """``{video: mean clip softmax}``: the original test's video score."""
+        probabilities = F.softmax(self.logits, dim=1)
+        grouped: dict[str, list[int]] = defaultdict(list)
+        for index, video in enumerate(self.videos):
+            grouped[video].append(index)
+        return {video: probabilities[rows].mean(dim=0) for video, rows in grouped.items()}
+
+    def video_labels(self) -> dict[str, int]:
+        return {video: int(label) for video, label in zip(self.videos, self.labels.tolist())}
+
 
 # ----------------------------------------------------------------------------------------------
 # metrics
@@ -86,14 +107,30 @@ def clip_accuracy(logits: Tensor, labels: Tensor) -> float:
 
 def video_accuracy(logits: Tensor, labels: Tensor, videos: list[str]) -> float:
     """Share of videos whose mean clip softmax peaks at the label (the original test's video score)."""
-    probabilities = F.softmax(logits, dim=1)
-    grouped: dict[str, list[int]] = defaultdict(list)
-    for index, video in enumerate(videos):
-        grouped[video].append(index)
-    if not grouped:
+    outputs = Outputs(logits.new_zeros(len(labels), 0), logits, labels, videos)
+    scores, truth = outputs.video_probabilities(), outputs.video_labels()
+    if not scores:
         return math.nan
-    hits = [int(probabilities[rows].mean(dim=0).argmax() == labels[rows[0]]) for rows in grouped.values()]
-    return sum(hits) / len(hits)
+    return sum(int(score.argmax()) == truth[video] for video, score in scores.items()) / len(scores)
+
+
+def contrast_accuracy(scuba: Outputs, scufo: Outputs) -> dict[str, Any]:
+    """Contra. Acc.: the share of SCUBA videos predicted right whose SCUFO twin gets another prediction.
+
+    Videos are paired by ``<label>/<key>`` (a SCUBA split and its SCUFO twin name their videos alike,
+    in different folders); a video without a twin is left out and counted.
+    """
+    def by_key(scores: dict[str, Any]) -> dict[str, Any]:
+        return {os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path)): value
+                for path, value in scores.items()}
+
+    scuba_scores, scufo_scores = by_key(scuba.video_probabilities()), by_key(scufo.video_probabilities())
+    truth = by_key(scuba.video_labels())
+    paired = [key for key in scuba_scores if key in scufo_scores]
+    hits = [int(scuba_scores[key].argmax()) == truth[key] and int(scuba_scores[key].argmax()) != int(scufo_scores[key].argmax())
+            for key in paired]
+    return {"videos_paired": len(paired), "videos_unpaired": len(scuba_scores) - len(paired),
+            "contrast_accuracy": sum(hits) / len(hits) if hits else math.nan}
 
 
 def mean_entropy(logits: Tensor) -> float:
@@ -190,6 +227,28 @@ def _non_empty(dataset: ClipDataset, path: str, subset: str) -> ClipDataset:
     return dataset
 
 
+def split_clips(opt: argparse.Namespace, split: TestSplit, class_names: list[str]) -> ClipDataset:
+    """A test split's clips through the validation pipeline; its classes must be the model's, in order."""
+    if class_names and split.class_names != class_names:
+        raise SdnError(f"{split.annotation_path}: the split's labels {split.class_names} are not the model's classes "
+                       f"{class_names}")
+    samples = make_clips(split.entries, opt.n_val_samples, opt.sample_duration)
+    dataset = ClipDataset(samples, split.class_names, val_spatial_transform(opt.sample_size),
+                          LoopPadding(opt.sample_duration), seed=opt.manual_seed)
+    return _non_empty(dataset, split.annotation_path, "validation")
+
+
+def read_splits(directories: Sequence[str]) -> dict[str, TestSplit]:
+    """The splits by name; two folders with the same split name are an error (their results would collide)."""
+    splits: dict[str, TestSplit] = {}
+    for directory in directories:
+        split = read_split(directory)
+        if split.name in splits:
+            raise SdnError(f"{directory}: split {split.name!r} was already given ({splits[split.name].directory})")
+        splits[split.name] = split
+    return splits
+
+
 def human_masked_clips(dataset: ClipDataset, detections: HumanDetections) -> ClipDataset:
     """``dataset``'s windows of the videos with enough detections (the training filter), every person masked."""
     samples = [s for s in dataset.samples if detections.has(s.video.class_dir, s.video.video_id)
@@ -284,6 +343,18 @@ def actor_attention(loaded: LoadedModel, dataset: ClipDataset, detections: Human
             "mean": summary.mean, "clips_counted": summary.counted, "clips": len(summary.shares)}
 
 
+def measure_splits(loaded: LoadedModel, splits: dict[str, tuple[TestSplit, ClipDataset]],
+                   settings: AnalysisSettings) -> dict[str, Any]:
+    """Accuracy on every split; Contra. Acc. when both ``scuba`` and ``scufo`` are among them."""
+    outputs = {name: collect(loaded, dataset, settings, f"split {name}")["clip"] for name, (_, dataset) in splits.items()}
+    result: dict[str, Any] = {name: {"directory": split.directory, "description": split.description,
+                                     **accuracy_summary(outputs[name])} for name, (split, _) in splits.items()}
+    if "scuba" in outputs and "scufo" in outputs:
+        result["contrast"] = {"definition": "share of SCUBA videos predicted right whose SCUFO twin is predicted "
+                              "differently", **contrast_accuracy(outputs["scuba"], outputs["scufo"])}
+    return result
+
+
 def analyze(loaded: LoadedModel, opt: argparse.Namespace, settings: AnalysisSettings) -> dict[str, Any]:
     """Every measurement the settings allow, as a JSON-ready dict (NaN where a value is undefined)."""
     datasets = {"in_context": validation_clips(opt)}
@@ -295,6 +366,8 @@ def analyze(loaded: LoadedModel, opt: argparse.Namespace, settings: AnalysisSett
     if settings.human_dets_path:
         detections = HumanDetections.from_path(settings.human_dets_path, "validation")
         masked = human_masked_clips(datasets["in_context"], detections)
+    splits = {name: (split, split_clips(opt, split, loaded.class_names))
+              for name, split in read_splits(settings.splits).items()}
     passes = collect(loaded, datasets["in_context"], settings, "in context",
                      {"clip": lambda c: c, "static": static_clips})
     outputs = {"in_context": passes["clip"]}
@@ -311,6 +384,8 @@ def analyze(loaded: LoadedModel, opt: argparse.Namespace, settings: AnalysisSett
     if settings.place_pred_path:
         train = collect(loaded, train_set, settings, "probe features")["clip"]
         result["scene_probe"] = scene_probe(places, train, train_targets, outputs, targets)
+    if splits:
+        result["splits"] = measure_splits(loaded, splits, settings)
     if settings.human_dets_path:
         result["human_masked"] = {"split": "in_context", "max_entropy": math.log(loaded.n_outputs),
                                   **accuracy_summary(collect(loaded, masked, settings, "human masked")["clip"])}
@@ -364,6 +439,17 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"human-masked clips: mean entropy (max {masked['max_entropy']:.3f} nats)",
                      _number(masked["mean_entropy"])))
     rows.append(("static clips: accuracy", _percent(result["static"]["clip_accuracy"])))
+    for name, split in result.get("splits", {}).items():
+        if name == "contrast":
+            rows.append(("Contra. Acc. (SCUBA right, SCUFO twin predicted differently)",
+                         _percent(split["contrast_accuracy"])))
+        else:
+            rows.append((f"split {name}: accuracy (clip / video)",
+                         f"{_percent(split['clip_accuracy'])} / {_percent(split['video_accuracy'])}"))
+    for name, split in result.get("static_reference", {}).get("splits", {}).items():
+        value = split["contrast_accuracy"] if name == "contrast" else split["clip_accuracy"]
+        rows.append((f"static reference (2D frame model): {'Contra. Acc.' if name == 'contrast' else name}",
+                     _percent(value)))
     if "actor_attention" in result:
         attention = result["actor_attention"]
         rows.append((f"actor attention ({attention['method']}, share of map in human boxes)",

@@ -1,23 +1,32 @@
-"""The demo experiment (``sdn demo``): does scene debiasing help on a scene-biased benchmark?
+"""The demo experiment (``sdn demo``): which method makes an action model look at the actor?
 
-Per seed it generates the benchmark with ``sdn synth`` (a scene-biased training set, in-context
-validation, out-of-context validation) and a second, unbiased training set (scenes independent
-of actions), then trains every model for the same number of epochs (three phases), chained as
-the original README chains them (baseline -> scene-adversarial fine-tuning -> full SDN fine-tuning):
+The benchmark (``sdn synth`` with scene groups) has two actions told apart only by the actor's
+motion (rise, fall). Each action owns six scenes; a training video shows one of its action's own
+scenes with probability ``bias`` (0.9 and 0.99 by default, 0.999 with ``--full``), so the scene is
+a shortcut, but the scene label varies within an action, so a scene adversary must use scene
+features to predict it. Every model is measured the way the field measures scene and static bias
+(:mod:`sdn.analysis`): in-distribution (``iid``), ``conflicting`` scenes, SCUBA (the actor on
+backgrounds never seen in training), SCUFO (one SCUBA frame repeated: lower is better) and
+Contra. Acc., plus the scene probe.
+
+Per seed and bias every method trains on the same data with the same seed (paired), so each
+method's difference to the baseline has a per-seed value; the report gives its mean and 95%
+confidence interval over seeds (Student t). Methods:
 
 * ``baseline``: action cross entropy, three phases;
-* ``scene_adv``: the baseline after phase 1, then two phases with the scene-adversarial loss
-  (gradient reversal against the scene pseudo labels);
-* ``full_original``: the scene-adversarial model after its first phase, then one phase with the
-  human-mask loss as the released code computes it (entropy of a separate hm head behind its own
-  gradient reversal, so the backbone is pushed to make that head *confident*);
-* ``full_paper``: the same, with the human-mask loss as the paper states it (entropy of the action
-  classifier on human-masked clips, maximised);
-* ``upper_bound``: the baseline trained on the unbiased set: what the actor's motion alone allows.
+* SDN, chained as the original README chains it: ``scene_adv`` continues the baseline's first phase
+  with the scene-adversarial loss; ``full_original`` / ``full_paper`` continue the scene-adversarial
+  model's first phase with the human-mask loss as the released code computes it / as the paper
+  states it; with ``--full`` also ``scene_adv`` from scratch and with other ``--alpha`` values;
+* BE, ActorCutMix, FAME, StillMix, ALBAR (``sdn train --debias``), from scratch, three phases;
+* ``upper_bound``: the baseline trained on a set whose scenes are independent of the actions;
+* ``static_reference``: a 2D network trained on single frames (the "biased by design" model of
+  ReBias and StillMix): how far the static cue alone gets.
 
-Every model is trained by ``sdn train`` in-process and measured by :mod:`sdn.analysis` on the same
-biased benchmark's clips. Nothing here is tuned per method: each gets the flags of the original
-README's command for its mode, with the shared sizes, epochs and learning rate of the config.
+Nothing is tuned per method: each gets its paper's defaults (``sdn train``'s) and the original
+README's flags for SDN, with the shared sizes, epochs and learning rate of the config. Trainings
+run in ``workers`` processes with one PyTorch thread each (on 2 cores, two single-threaded
+trainings finish sooner than one two-threaded training after another).
 """
 
 from __future__ import annotations
@@ -26,8 +35,11 @@ import contextlib
 import io
 import json
 import math
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -35,69 +47,68 @@ from typing import Any, Callable
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
 from tqdm import tqdm
 
-from sdn.analysis import AnalysisSettings, analyze, json_ready, validation_clips
-from sdn.cli.train import main as train_main
-from sdn.cli.visualize import Clip, explain
+from sdn.analysis import AnalysisSettings, analyze, json_ready
 from sdn.data.synth import generate
 from sdn.errors import SdnError
 from sdn.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from sdn.viz.checkpoints import LoadedModel, load_model
-from sdn.viz.plots import plot_run
-from sdn.viz.render import Row, clip_to_rgb, save_png, spread, strip
+from sdn.viz.checkpoints import load_model
+
+SPLITS = ("iid", "conflicting", "scuba", "scufo", "background_only")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Benchmark sizes and the one training recipe every method shares.
+    """Benchmark sizes and the one training recipe every method shares (see ``docs/demo.md`` for why)."""
 
-    The sizes are what a 2-core CPU can train in the time budget such that the actor's motion is
-    learnable at all (the unbiased upper bound must learn it): with 4 actions, ResNet-10 was still at
-    chance on *unbiased* data after 250 steps, and at 16 px x 4 frames it did not learn rise vs fall
-    in 270 steps, while at 32 px x 8 frames it did within about 200. Hence two actions (rise, fall:
-    the same motion, opposite directions) and their two scenes. Even so, with 80 videos per action, 18
-    epochs and the actor travelling a third of the frame without a contour, the unbiased upper bound
-    reached only 74% out of context, seeds 50-83%: the actor now travels over half the frame with a
-    dark contour (``sdn synth``), and twice the videos train half the epochs (the same number of steps).
-    """
-
-    seeds: int = 3
+    seeds: int = 10
+    biases: tuple[float, ...] = (0.9, 0.99)  # the sweep; every method runs at the last, the baseline at each
+    methods: tuple[str, ...] = ()  # () = DEFAULT_METHODS
     classes: int = 2
+    scenes_per_class: int = 6
+    heldout_scenes: int = 6
     train_per_class: int = 160
-    val_per_class: int = 30
-    ooc_per_class: int = 30
+    val_per_class: int = 16
+    ooc_per_class: int = 20
+    test_per_class: int = 50
     frames: int = 8
     width: int = 80
     height: int = 60
-    bias: float = 0.9
     sample_size: int = 32
     sample_duration: int = 8
     model_depth: int = 10
+    resnet_width: int = 16
     batch_size: int = 16
-    phase_epochs: int = 3  # every model trains 3 phases in all (see METHODS)
+    phase_epochs: int = 3  # every model trains 3 phases in all (see Method.phases)
     learning_rate: float = 0.02
     weight_decay: float = 1e-4
-    threads: int = 1
-    attention_layer: str = "layer2"  # Grad-CAM layer: at 32 px the last feature map is 1x1, too coarse to localise
-    cam_clips: int = 3
+    workers: int = 2
+    attention_layer: str = "layer2"
+
+    def method_keys(self) -> tuple[str, ...]:
+        return self.methods or DEFAULT_METHODS
+
+    @property
+    def top_bias(self) -> float:
+        return self.biases[-1]
 
     def check(self) -> "DemoConfig":
-        for name in ("seeds", "classes", "train_per_class", "val_per_class", "ooc_per_class", "phase_epochs",
-                     "threads"):
+        for name in ("seeds", "classes", "scenes_per_class", "train_per_class", "val_per_class", "test_per_class",
+                     "phase_epochs", "workers", "resnet_width"):
             if getattr(self, name) < 1:
                 raise SdnError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not self.biases or any(not 0.0 <= bias <= 1.0 for bias in self.biases):
+            raise SdnError(f"--biases must be values within 0..1, got {list(self.biases)}")
         if min(self.train_per_class, self.val_per_class) * self.classes < self.batch_size:
             raise SdnError(f"the adversarial modes drop incomplete batches: --train_per_class and --val_per_class "
                            f"must give at least {self.batch_size} clips over {self.classes} actions")
+        unknown = [key for key in self.method_keys() if key not in METHODS]
+        if unknown:
+            raise SdnError(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)})")
         if self.frames < self.sample_duration:
             raise SdnError(f"--frames {self.frames} must be at least the clip length {self.sample_duration}")
         return self
-
-
-DEFAULT = DemoConfig()
-QUICK = replace(DEFAULT, seeds=1, train_per_class=80, val_per_class=20, ooc_per_class=20, phase_epochs=3)
 
 
 PHASES = 3
@@ -105,8 +116,8 @@ PHASES = 3
 
 @dataclass(frozen=True)
 class Method:
-    """One trained variant: its mode flags (those of the original README's command), its training data, and
-    the model whose first phase it continues (``None``: from scratch, for all three phases)."""
+    """One trained variant: its ``sdn train`` flags, the data it needs, and the model whose first phase it
+    continues (``None``: from scratch, all three phases)."""
 
     key: str
     label: str
@@ -114,84 +125,134 @@ class Method:
     data: str = "biased"
     scene_labels: bool = False
     detections: bool = False
+    masks: bool = False
     start_from: str | None = None
 
     @property
     def phases(self) -> int:
         """Phases it trains itself: what its start point has not already trained."""
-        return {None: PHASES, "baseline": PHASES - 1, "scene_adv": PHASES - 2}[self.start_from]
+        return PHASES - len(self.chain()) + 1
+
+    def chain(self) -> list[str]:
+        """Its start points, first first, then itself."""
+        keys = [self.key]
+        while METHODS[keys[0]].start_from is not None:
+            keys.insert(0, METHODS[keys[0]].start_from)  # type: ignore[arg-type]
+        return keys
 
 
 BASELINE_FLAGS = ("--dataset", "kinetics", "--is_mask_adv")
-# As the README: the new place head first trains alone (one epoch here), so the reversal starts against a
-# working scene classifier; the full model inherits that head and needs no warm-up.
+# As the README: the new place head first trains alone, so the reversal starts against a working scene classifier;
+# the full model inherits that head and needs no warm-up.
 SCENE_ADV_FLAGS = ("--dataset", "kinetics_adv", "--is_place_adv", "--is_place_soft", "--is_mask_adv",
                    "--num_place_hidden_layers", "3", "--alpha", "1.0", "--warm_up_epochs", "2")
 FULL_FLAGS = ("--dataset", "kinetics_adv_msk", "--is_place_adv", "--is_place_soft", "--is_mask_entropy",
               "--num_place_hidden_layers", "3", "--num_human_mask_adv_hidden_layers", "1", "--alpha", "0.5",
               "--mask_ratio", "1.0", "--warm_up_epochs", "0")
 
-# In training order: a method's start point is trained before it.
-METHODS = (
-    Method("baseline", "baseline", BASELINE_FLAGS),
-    Method("scene_adv", "scene-adversarial", SCENE_ADV_FLAGS, scene_labels=True, start_from="baseline"),
-    Method("full_original", "full SDN, original mask loss", FULL_FLAGS, scene_labels=True, detections=True,
-           start_from="scene_adv"),
-    Method("full_paper", "full SDN, paper mask loss", (*FULL_FLAGS, "--mask_loss", "paper"), scene_labels=True,
-           detections=True, start_from="scene_adv"),
-    Method("upper_bound", "baseline on unbiased data (upper bound)", BASELINE_FLAGS, data="unbiased"),
-)
-METHOD_KEYS = [method.key for method in METHODS]
 
-# metric -> (where it is in an analysis result, its label in the table and chart)
+def _debias(name: str) -> tuple[str, ...]:
+    return (*BASELINE_FLAGS, "--debias", name)
+
+
+def _alpha(flags: tuple[str, ...], alpha: str) -> tuple[str, ...]:
+    at = flags.index("--alpha")
+    return (*flags[:at + 1], alpha, *flags[at + 2:])
+
+
+METHODS: dict[str, Method] = {method.key: method for method in (
+    Method("baseline", "baseline", BASELINE_FLAGS),
+    Method("scene_adv", "SDN scene-adversarial (fine-tuned)", SCENE_ADV_FLAGS, scene_labels=True,
+           start_from="baseline"),
+    Method("full_original", "SDN full, original mask loss", FULL_FLAGS, scene_labels=True, detections=True,
+           start_from="scene_adv"),
+    Method("full_paper", "SDN full, paper mask loss", (*FULL_FLAGS, "--mask_loss", "paper"), scene_labels=True,
+           detections=True, start_from="scene_adv"),
+    Method("scene_adv_scratch", "SDN scene-adversarial (from scratch)", SCENE_ADV_FLAGS, scene_labels=True),
+    Method("scene_adv_alpha0.1", "SDN scene-adversarial, alpha 0.1", _alpha(SCENE_ADV_FLAGS, "0.1"),
+           scene_labels=True, start_from="baseline"),
+    Method("scene_adv_alpha0.3", "SDN scene-adversarial, alpha 0.3", _alpha(SCENE_ADV_FLAGS, "0.3"),
+           scene_labels=True, start_from="baseline"),
+    Method("be", "BE (background erasing)", _debias("be")),
+    Method("actorcutmix", "ActorCutMix", _debias("actorcutmix"), masks=True),
+    Method("fame", "FAME", _debias("fame")),
+    Method("stillmix", "StillMix", _debias("stillmix")),
+    Method("albar", "ALBAR", _debias("albar")),
+    Method("upper_bound", "baseline on unbiased data (upper bound)", BASELINE_FLAGS, data="unbiased"),
+)}
+STATIC_REFERENCE = "static_reference"
+STATIC_LABEL = "static reference (2D frame model)"
+DEFAULT_METHODS = ("baseline", "scene_adv", "full_original", "full_paper", "be", "actorcutmix", "fame", "stillmix",
+                   "albar", "upper_bound")
+FULL_METHODS = tuple(METHODS)
+SWEEP_METHODS = ("baseline",)  # trained at every bias of the sweep; the rest at the highest only
+
+# metric -> (where it is in an analysis result, its label in the tables and charts)
 METRICS = {
-    "in_context": (("in_context", "clip_accuracy"), "accuracy in context"),
-    "out_of_context": (("out_of_context", "clip_accuracy"), "accuracy out of context"),
-    "scene_probe": (("scene_probe", "out_of_context", "accuracy"), "scene-probe accuracy (OOC clips)"),
-    "b_scene": (("scene_probe", "out_of_context", "b_scene"), "B_scene (OOC clips, log2)"),
-    "masked": (("human_masked", "clip_accuracy"), "accuracy, humans masked"),
-    "masked_entropy": (("human_masked", "mean_entropy"), "entropy, humans masked (nats)"),
-    "static": (("static", "clip_accuracy"), "accuracy, static clips"),
-    "attention": (("actor_attention", "mean"), "actor attention"),
+    "iid": (("splits", "iid", "clip_accuracy"), "IID"),
+    "conflicting": (("splits", "conflicting", "clip_accuracy"), "conflicting scenes"),
+    "scuba": (("splits", "scuba", "clip_accuracy"), "SCUBA ↑"),
+    "scufo": (("splits", "scufo", "clip_accuracy"), "SCUFO ↓"),
+    "contrast": (("splits", "contrast", "contrast_accuracy"), "Contra. Acc. ↑"),
+    "background_only": (("splits", "background_only", "clip_accuracy"), "background only"),
+    "scene_probe": (("scene_probe", "out_of_context", "accuracy"), "scene probe (OOC)"),
 }
-PERCENT_METRICS = ("in_context", "out_of_context", "scene_probe", "masked", "static")
 
 
 @dataclass
 class SeedData:
-    """The two datasets of one seed."""
+    """The datasets of one seed: one biased set per bias (with its test splits) and the unbiased set."""
 
-    biased: Path
+    biased: dict[float, Path]
     unbiased: Path
     places: int
     statistics: dict[str, Any] = field(default_factory=dict)
 
 
-def generate_data(out: Path, config: DemoConfig, seed: int) -> SeedData:
-    """The benchmark (bias ``config.bias``) and the unbiased training set (bias = 1 / scenes) of one seed."""
-    sizes = dict(classes=config.classes, train_per_class=config.train_per_class, val_per_class=config.val_per_class,
-                 ooc_per_class=config.ooc_per_class, frames=config.frames, width=config.width, height=config.height,
-                 diving48=False)
-    biased = generate(out / "biased", bias=config.bias, seed=seed, **sizes)
-    unbiased = generate(out / "unbiased", bias=1.0 / config.classes, seed=seed + 10_000, **sizes)
-    return SeedData(out / "biased", out / "unbiased", biased["num_places"],
-                    {"biased": biased["statistics"], "unbiased": unbiased["statistics"]})
+def data_options(config: DemoConfig) -> dict[str, Any]:
+    return dict(classes=config.classes, scenes=config.classes * config.scenes_per_class,
+                heldout_scenes=config.heldout_scenes, train_per_class=config.train_per_class,
+                val_per_class=config.val_per_class, ooc_per_class=config.ooc_per_class,
+                test_per_class=config.test_per_class, frames=config.frames, width=config.width,
+                height=config.height, diving48=False)
+
+
+def dataset_dir(out: Path, seed: int, bias: float | None) -> Path:
+    return out / "data" / f"seed{seed}" / ("unbiased" if bias is None else f"bias{bias:g}")
+
+
+def generate_dataset(out: Path, config: DemoConfig, seed: int, bias: float | None) -> dict[str, Any]:
+    """One dataset; ``bias=None`` is the unbiased training set (every scene equally likely for every action).
+
+    The biased sets of one seed share the seed, so their test splits' SCUBA clips are the same.
+    """
+    options = data_options(config)
+    if bias is None:
+        options.update(test_per_class=1, ooc_per_class=0)
+    summary = generate(dataset_dir(out, seed, bias), bias=1.0 / config.classes if bias is None else bias,
+                       seed=seed + 10_000 if bias is None else seed, **options)
+    return {"num_places": summary["num_places"], "statistics": summary["statistics"]}
 
 
 def checkpoint_path(run_dir: Path, config: DemoConfig, phases: int) -> Path:
     return run_dir / f"save_{phases * config.phase_epochs}.pth"
 
 
-def train_argv(method: Method, config: DemoConfig, data: SeedData, run_dirs: dict[str, Path], seed: int) -> list[str]:
-    """``sdn train`` arguments: the shared recipe, then the method's mode flags, label files and start point.
+def run_dir(out: Path, seed: int, bias: float, key: str) -> Path:
+    return out / "runs" / f"seed{seed}" / f"bias{bias:g}" / key
+
+
+def train_argv(method: Method, config: DemoConfig, root: Path, places: int, run_dirs: dict[str, Path],
+               seed: int) -> list[str]:
+    """``sdn train`` arguments: the shared recipe, then the method's flags, label files and start point.
 
     A checkpoint is saved after every phase, so the first phase of one method can start the next.
     """
-    root = data.unbiased if method.data == "unbiased" else data.biased
     argv = ["--root_path", "", "--video_path", str(root / "jpg"), "--annotation_path", str(root / "kinetics.json"),
             "--result_path", str(run_dirs[method.key]), "--n_classes", str(config.classes),
             "--n_finetune_classes", str(config.classes), "--model", "resnet", "--model_depth", str(config.model_depth),
-            "--resnet_shortcut", "A", "--sample_size", str(config.sample_size),
+            "--resnet_shortcut", "A", "--resnet_width", str(config.resnet_width),
+            "--sample_size", str(config.sample_size),
             "--sample_duration", str(config.sample_duration), "--train_crop", "center", "--n_scales", "1",
             "--batch_size", str(config.batch_size), "--val_batch_size", str(config.batch_size),
             "--n_val_samples", "1", "--n_threads", "0", "--n_epochs", str(method.phases * config.phase_epochs),
@@ -200,20 +261,15 @@ def train_argv(method: Method, config: DemoConfig, data: SeedData, run_dirs: dic
             "--weight_decay", str(config.weight_decay), "--manual_seed", str(seed + 1),
             "--no_progress", "--no_tensorboard", *method.flags]
     if method.scene_labels:
-        argv += ["--place_pred_path", str(root / "places"), "--num_places_classes", str(data.places)]
+        argv += ["--place_pred_path", str(root / "places"), "--num_places_classes", str(places)]
     if method.detections:
         argv += ["--human_dets_path", str(root / "dets")]
+    if method.masks:
+        argv += ["--human_masks_path", str(root / "masks")]
     if method.start_from is not None:  # same classes: keep the classifier, as the README's full-SDN command
         argv += ["--pretrain_path", str(checkpoint_path(run_dirs[method.start_from], config, 1)),
                  "--not_replace_last_fc"]
     return argv
-
-
-def prune_checkpoints(run_dir: Path, keep: Path | None) -> None:
-    """Checkpoints are over 100 MB each: keep only ``keep`` (what the figures of the first seed need)."""
-    for path in run_dir.glob("*.pth"):
-        if path != keep:
-            path.unlink()
 
 
 def quietly(function: Callable[[], Any], log_path: Path) -> Any:
@@ -226,42 +282,163 @@ def quietly(function: Callable[[], Any], log_path: Path) -> Any:
         atomic_write_text(log_path, buffer.getvalue())
 
 
-def train(method: Method, config: DemoConfig, data: SeedData, run_dirs: dict[str, Path], seed: int) -> Path:
-    """Train one method (its start point already trained); returns its final checkpoint."""
-    run_dir = run_dirs[method.key]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    argv = train_argv(method, config, data, run_dirs, seed)
-    status = quietly(lambda: train_main(argv), run_dir / "train_output.txt")
-    if status:
-        raise SdnError(f"{run_dir}: training {method.key} failed (see train_output.txt)")
-    return checkpoint_path(run_dir, config, method.phases)
-
-
-def analysis_settings(data: SeedData, config: DemoConfig) -> AnalysisSettings:
-    return AnalysisSettings(ooc_annotation_path=str(data.biased / "kinetics_ooc.json"),
-                            place_pred_path=str(data.biased / "places"), human_dets_path=str(data.biased / "dets"),
-                            attention_method="gradcam", attention_layer=config.attention_layer,
+def analysis_settings(root: Path, config: DemoConfig) -> AnalysisSettings:
+    return AnalysisSettings(ooc_annotation_path=str(root / "kinetics_ooc.json"), place_pred_path=str(root / "places"),
+                            splits=tuple(str(root / "splits" / split) for split in SPLITS),
                             batch_size=32, workers=0, progress=False)
 
 
-def benchmark_options(loaded: LoadedModel, data: SeedData) -> Any:
-    """The model's options, pointed at the biased benchmark: every model is measured on the same clips."""
-    opt = loaded.opt
-    opt.video_path, opt.annotation_path = str(data.biased / "jpg"), str(data.biased / "kinetics.json")
-    return opt
-
-
-def measure(checkpoint: Path, data: SeedData, config: DemoConfig) -> dict[str, Any]:
+def measure(checkpoint: Path, root: Path, config: DemoConfig) -> dict[str, Any]:
+    """Every model is measured on the clips of the biased benchmark of its bias (the upper bound included)."""
     loaded = load_model(checkpoint)
-    result = analyze(loaded, benchmark_options(loaded, data), analysis_settings(data, config))
-    return json_ready(result)
+    opt = loaded.opt
+    opt.video_path, opt.annotation_path = str(root / "jpg"), str(root / "kinetics.json")
+    return json_ready(analyze(loaded, opt, analysis_settings(root, config)))
 
 
 # ----------------------------------------------------------------------------------------------
-# aggregation
+# jobs (each runs in a worker process)
 
 
-def metric_value(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
+@dataclass(frozen=True)
+class Job:
+    """Train (and measure) a chain of methods of one seed and bias, in order; or the static reference."""
+
+    out: Path
+    config: DemoConfig
+    seed: int
+    bias: float
+    keys: tuple[str, ...]
+    places: int
+    keep_checkpoints: bool  # the figures of the first seed need the final checkpoints
+
+    @property
+    def cost(self) -> float:
+        """Rough training time in baseline units, to start the longest jobs first."""
+        return sum(METHODS[key].phases / PHASES if key in METHODS else 0.3 for key in self.keys)
+
+
+def _train_and_measure(job: Job, key: str, run_dirs: dict[str, Path]) -> dict[str, Any]:
+    from sdn.cli.train import main as train_main  # the worker trains through the command users run
+
+    method = METHODS[key]
+    root = dataset_dir(job.out, job.seed, None if method.data == "unbiased" else job.bias)
+    run_dirs[key].mkdir(parents=True, exist_ok=True)
+    argv = train_argv(method, job.config, root, job.places, run_dirs, job.seed)
+    status = quietly(lambda: train_main(argv), run_dirs[key] / "train_output.txt")
+    if status:
+        raise SdnError(f"{run_dirs[key]}: training {key} failed (see train_output.txt)")
+    checkpoint = checkpoint_path(run_dirs[key], job.config, method.phases)
+    result = measure(checkpoint, dataset_dir(job.out, job.seed, job.bias), job.config)
+    atomic_write_json(run_dirs[key] / "analysis.json", result, indent=1)
+    return result
+
+
+def _static_reference(job: Job) -> dict[str, Any]:
+    from sdn.config import build_parser
+    from sdn.methods.frame_reference import default_normalize
+    from sdn.static_reference import measure_static_reference
+
+    root = dataset_dir(job.out, job.seed, job.bias)
+    directory = run_dir(job.out, job.seed, job.bias, STATIC_REFERENCE)
+    directory.mkdir(parents=True, exist_ok=True)
+    opt = build_parser().parse_args([
+        "--dataset", "kinetics", "--video_path", str(root / "jpg"), "--annotation_path", str(root / "kinetics.json"),
+        "--sample_size", str(job.config.sample_size), "--sample_duration", str(job.config.sample_duration),
+        "--n_val_samples", "1", "--manual_seed", str(job.seed + 1)])
+    splits = [str(root / "splits" / split) for split in SPLITS]
+    result = quietly(lambda: measure_static_reference(opt, default_normalize(), splits, seed=job.seed + 1),
+                     directory / "output.txt")
+    atomic_write_json(directory / "analysis.json", result, indent=1)
+    return result
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """``{key: analysis result}`` and ``{key: seconds}`` of the job's methods."""
+    torch.set_num_threads(1)
+    results, seconds = {}, {}
+    run_dirs = {key: run_dir(job.out, job.seed, job.bias, key) for key in METHODS}
+    for key in job.keys:
+        begin = time.perf_counter()
+        results[key] = _static_reference(job) if key == STATIC_REFERENCE else _train_and_measure(job, key, run_dirs)
+        seconds[key] = time.perf_counter() - begin
+    for key in job.keys:
+        if key in METHODS:
+            keep = checkpoint_path(run_dirs[key], job.config, METHODS[key].phases) if job.keep_checkpoints else None
+            for path in run_dirs[key].glob("*.pth"):
+                if path != keep:
+                    path.unlink()
+    return {"seed": job.seed, "bias": job.bias, "results": results, "seconds": seconds}
+
+
+def _generate_job(args: tuple[Path, DemoConfig, int, float | None]) -> dict[str, Any]:
+    out, config, seed, bias = args
+    return {"seed": seed, "bias": bias, **generate_dataset(out, config, seed, bias)}
+
+
+def plan_jobs(out: Path, config: DemoConfig, places: int) -> list[Job]:
+    """Chains at the highest bias (a start point and what continues it share a job), the sweep's baselines at
+    the other biases, and the static reference at every bias; longest first."""
+    selected = [key for key in config.method_keys()]
+    jobs = []
+    for seed in range(config.seeds):
+        chains: list[list[str]] = []
+        for key in selected:
+            chain = METHODS[key].chain()
+            for existing in chains:
+                if existing[0] == chain[0]:
+                    existing.extend(k for k in chain if k not in existing)
+                    break
+            else:
+                chains.append(chain)
+        for chain in chains:
+            jobs.append(Job(out, config, seed, config.top_bias, tuple(chain), places, seed == 0))
+        for bias in config.biases[:-1]:
+            jobs.append(Job(out, config, seed, bias, SWEEP_METHODS, places, False))
+        for bias in config.biases:
+            jobs.append(Job(out, config, seed, bias, (STATIC_REFERENCE,), places, False))
+    return sorted(jobs, key=lambda job: -job.cost)
+
+
+def _pool(config: DemoConfig) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=config.workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def run_all(pool: ProcessPoolExecutor, function: Callable, items: list, bar: tqdm, describe: Callable[[Any], str]) -> list:
+    """Every item through ``function`` in the pool, the bar advancing as each finishes; the first failure stops."""
+    pending: dict[Future, Any] = {pool.submit(function, item): item for item in items}
+    done_results = []
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            item = pending.pop(future)
+            try:
+                done_results.append(future.result())
+            except Exception:
+                for other in pending:
+                    other.cancel()
+                raise
+            bar.set_postfix_str(describe(item))
+            bar.update()
+    return done_results
+
+
+# ----------------------------------------------------------------------------------------------
+# statistics
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_quantile(df: int) -> float:
+    """t_{0.975, df}; above 30 degrees of freedom the normal quantile plus the first correction term."""
+    if df < 1:
+        return math.nan
+    return T_975[df - 1] if df <= len(T_975) else 1.96 + 2.4 / df
+
+
+def metric_value(result: dict[str, Any] | None, path: tuple[str, ...]) -> float | None:
     value: Any = result
     for key in path:
         if not isinstance(value, dict) or key not in value:
@@ -271,185 +448,261 @@ def metric_value(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
 
 
 def summarize(values: list[float | None]) -> dict[str, Any]:
-    """Mean and sample standard deviation over the seeds that have a value."""
+    """Mean, sample standard deviation and 95% CI half-width over the values present (None: not measured)."""
     present = [v for v in values if v is not None]
-    return {"mean": statistics.fmean(present) if present else None,
-            "std": statistics.stdev(present) if len(present) > 1 else 0.0 if present else None,
-            "values": values}
+    n = len(present)
+    std = statistics.stdev(present) if n > 1 else None
+    return {"mean": statistics.fmean(present) if present else None, "std": std,
+            "ci95": t_quantile(n - 1) * std / math.sqrt(n) if std is not None else None, "n": n, "values": values}
 
 
-def aggregate(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """``{method: {metric: {mean, std, values}}}`` over the seeds."""
-    return {key: {metric: summarize([metric_value(seed[key], path) for seed in per_seed])
-                  for metric, (path, _) in METRICS.items()}
-            for key in METHOD_KEYS}
-
-
-TARGET_OOC_GAIN = 10.0  # points out of context over the baseline
-TARGET_IN_CONTEXT_TOLERANCE = 5.0  # points in context either way
-EPSILON = 1e-9  # points: equality up to float rounding counts as meeting a bound
-
-
-def verdict(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Each debiased variant against the baseline and the demo's target, from the means over seeds."""
-    def points(key: str, metric: str) -> float | None:
-        method, baseline = summary[key][metric]["mean"], summary["baseline"][metric]["mean"]
-        return None if method is None or baseline is None else 100 * (method - baseline)
-
-    answers: dict[str, Any] = {}
-    for key in ("full_original", "full_paper", "scene_adv"):
-        ooc, in_context, probe = (points(key, metric) for metric in ("out_of_context", "in_context", "scene_probe"))
-        if ooc is None or in_context is None:
+def aggregate(per_seed: list[dict[str, dict[str, Any]]], keys: list[str]) -> dict[str, Any]:
+    """``{"absolute": {key: {metric: summary}}, "vs_baseline": {key: {metric: summary of paired differences}}}``."""
+    absolute = {key: {metric: summarize([metric_value(seed.get(key), path) for seed in per_seed])
+                      for metric, (path, _) in METRICS.items()} for key in keys}
+    differences: dict[str, Any] = {}
+    for key in keys:
+        if key == "baseline":
             continue
-        answers[key] = {
-            "ooc_gain_points": ooc, "in_context_change_points": in_context, "scene_probe_change_points": probe,
-            "meets_target": bool(ooc >= TARGET_OOC_GAIN - EPSILON
-                                 and abs(in_context) <= TARGET_IN_CONTEXT_TOLERANCE + EPSILON
-                                 and probe is not None and probe < 0),
-        }
+        differences[key] = {}
+        for metric, (path, _) in METRICS.items():
+            paired = []
+            for seed in per_seed:
+                value, base = metric_value(seed.get(key), path), metric_value(seed.get("baseline"), path)
+                paired.append(None if value is None or base is None else value - base)
+            differences[key][metric] = summarize(paired)
+    return {"absolute": absolute, "vs_baseline": differences}
+
+
+def sweep_summary(per_bias: dict[float, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per bias: the baseline's IID and SCUBA accuracy and its IID -> SCUBA gap, over seeds."""
+    rows = {}
+    for bias, per_seed in per_bias.items():
+        iid = [metric_value(seed.get("baseline"), METRICS["iid"][0]) for seed in per_seed]
+        scuba = [metric_value(seed.get("baseline"), METRICS["scuba"][0]) for seed in per_seed]
+        gaps = [None if a is None or b is None else a - b for a, b in zip(iid, scuba)]
+        rows[f"{bias:g}"] = {"iid": summarize(iid), "scuba": summarize(scuba), "iid_minus_scuba": summarize(gaps)}
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# targets (the benchmark's validity, and whether any method removes the shortcut)
+
+TARGET_UPPER_SCUBA = 0.90
+TARGET_SHORTCUT_POINTS = 25.0
+TARGET_CI_HALF_WIDTH = 4.0
+TARGET_BEST_GAIN = 15.0
+TARGET_IID_TOLERANCE = 5.0
+
+
+def _points(entry: dict[str, Any], name: str = "mean") -> float | None:
+    return None if entry.get(name) is None else 100 * entry[name]
+
+
+def targets(summary: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """Each target with the numbers it was judged on."""
+    absolute, diffs = summary["absolute"], summary["vs_baseline"]
+    answers: dict[str, Any] = {}
+    if "upper_bound" in absolute:
+        upper = _points(absolute["upper_bound"]["scuba"])
+        answers["upper_bound_scuba"] = {"value": upper, "target": 100 * TARGET_UPPER_SCUBA,
+                                        "met": upper is not None and upper >= 100 * TARGET_UPPER_SCUBA}
+        shortcut = None if upper is None else upper - _points(absolute["baseline"]["scuba"])
+        answers["shortcut_points"] = {"value": shortcut, "target": TARGET_SHORTCUT_POINTS,
+                                      "met": shortcut is not None and shortcut >= TARGET_SHORTCUT_POINTS}
+    methods = [key for key in keys if key not in ("baseline", "upper_bound")]
+    widths = {key: _points(diffs[key]["scuba"], "ci95") for key in methods}
+    known = [w for w in widths.values() if w is not None]
+    answers["ci_half_width"] = {"value": max(known) if known else None, "per_method": widths,
+                                "target": TARGET_CI_HALF_WIDTH,
+                                "met": bool(known) and max(known) <= TARGET_CI_HALF_WIDTH}
+    candidates = [key for key in methods if key != STATIC_REFERENCE and _points(diffs[key]["scuba"]) is not None]
+    if candidates:
+        best = max(candidates, key=lambda key: _points(diffs[key]["scuba"]))
+        gain, half = _points(diffs[best]["scuba"]), _points(diffs[best]["scuba"], "ci95")
+        iid = _points(diffs[best]["iid"])
+        answers["best_method"] = {"method": best, "scuba_gain": gain, "ci95": half, "iid_change": iid,
+                                  "target": f"SCUBA +{TARGET_BEST_GAIN:g} points, CI excluding 0, IID within "
+                                            f"{TARGET_IID_TOLERANCE:g}",
+                                  "met": gain >= TARGET_BEST_GAIN and half is not None and gain - half > 0
+                                  and iid is not None and abs(iid) <= TARGET_IID_TOLERANCE}
     return answers
 
 
 # ----------------------------------------------------------------------------------------------
-# figures
+# tables, figures, report
 
 
-def _formatted(entry: dict[str, Any], metric: str) -> str:
-    """``mean ± std``: accuracies in percent with one decimal, other numbers with two."""
+def label_of(key: str) -> str:
+    return STATIC_LABEL if key == STATIC_REFERENCE else METHODS[key].label
+
+
+def _cell(entry: dict[str, Any], signed: bool = False) -> str:
     if entry["mean"] is None:
         return "n/a"
-    if metric in PERCENT_METRICS:
-        return f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f}"
-    return f"{entry['mean']:.2f} ± {entry['std']:.2f}"
+    mean = f"{100 * entry['mean']:+.1f}" if signed else f"{100 * entry['mean']:.1f}"
+    return mean if entry["ci95"] is None else f"{mean} ± {100 * entry['ci95']:.1f}"
 
 
-def comparison_table(summary: dict[str, dict[str, Any]]) -> str:
-    """Markdown table, methods as rows (accuracies in %, mean ± std over seeds)."""
+def results_table(summary: dict[str, Any], keys: list[str]) -> str:
+    """Absolute accuracies (%), mean ± 95% CI half-width over seeds."""
     header = "| method | " + " | ".join(label for _, label in METRICS.values()) + " |"
-    rule = "|---|" + "---|" * len(METRICS)
-    labels = {method.key: method.label for method in METHODS}
-    rows = [f"| {labels[key]} | " + " | ".join(_formatted(summary[key][metric], metric) for metric in METRICS) + " |"
-            for key in METHOD_KEYS]
-    return "\n".join([header, rule, *rows])
+    rows = [f"| {label_of(key)} | " + " | ".join(_cell(summary["absolute"][key][m]) for m in METRICS) + " |"
+            for key in keys]
+    return "\n".join([header, "|---|" + "---|" * len(METRICS), *rows])
 
 
-def comparison_chart(summary: dict[str, dict[str, Any]], path: Path, chance: float) -> None:
-    """Grouped bars: accuracy in / out of context and scene-probe accuracy per method, std as error bars."""
-    metrics = ("in_context", "out_of_context", "scene_probe", "masked")
-    figure = Figure(figsize=(10, 5), dpi=110, layout="constrained")
-    axes = figure.subplots()
-    width = 0.8 / len(METHODS)
-    for i, method in enumerate(METHODS):
-        means = [100 * (summary[method.key][m]["mean"] or 0.0) for m in metrics]
-        stds = [100 * (summary[method.key][m]["std"] or 0.0) for m in metrics]
-        positions = [j + (i - (len(METHODS) - 1) / 2) * width for j in range(len(metrics))]
-        axes.bar(positions, means, width, yerr=stds, capsize=3, label=method.label, color=f"C{i}")
-    axes.axhline(100 * chance, color="grey", linestyle=":", linewidth=1, label="chance (action accuracy)")
-    axes.set_xticks(range(len(metrics)), [METRICS[m][1] for m in metrics])
-    axes.set_ylabel("%")
-    axes.set_ylim(0, 105)
-    axes.set_title("sdn demo: mean ± std over seeds (higher OOC accuracy, lower scene-probe accuracy = less scene bias)")
-    figure.legend(loc="outside lower center", fontsize=8, ncols=3)
+def difference_table(summary: dict[str, Any], keys: list[str]) -> str:
+    """Paired differences to the baseline (points), mean ± 95% CI half-width over seeds."""
+    header = "| method − baseline | " + " | ".join(label for _, label in METRICS.values()) + " |"
+    rows = [f"| {label_of(key)} | " + " | ".join(_cell(summary["vs_baseline"][key][m], True) for m in METRICS) + " |"
+            for key in keys if key != "baseline"]
+    return "\n".join([header, "|---|" + "---|" * len(METRICS), *rows])
+
+
+def sweep_table(sweep: dict[str, Any], upper: dict[str, Any] | None) -> str:
+    lines = ["| training bias | baseline IID | baseline SCUBA | IID − SCUBA (points) |", "|---|---|---|---|"]
+    for bias, row in sweep.items():
+        lines.append(f"| {bias} | {_cell(row['iid'])} | {_cell(row['scuba'])} | {_cell(row['iid_minus_scuba'])} |")
+    if upper is not None:
+        lines.append(f"| upper bound (unbiased) | {_cell(upper['iid'])} | {_cell(upper['scuba'])} | |")
+    return "\n".join(lines)
+
+
+def _png(figure: Figure, path: Path) -> None:
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def cam_figure(checkpoints: dict[str, Path], data: SeedData, config: DemoConfig, path: Path) -> None:
-    """Out-of-context clips with each model's Grad-CAM for the true class, side by side (one block per clip)."""
-    models = {key: load_model(checkpoint) for key, checkpoint in checkpoints.items()}
-    first = next(iter(models.values()))
-    dataset = validation_clips(benchmark_options(first, data), str(data.biased / "kinetics_ooc.json"))
-    settings = _CamSettings(layer=config.attention_layer)
-    labels = {method.key: method.label for method in METHODS}
-    blocks = []
-    for index in spread(len(dataset), config.cam_clips):
-        sample = dataset.samples[index]
-        clip = Clip(sample.video.video_id, dataset[index]["clip"], dataset.class_names[sample.video.label])
-        rows = [Row(f"out of context: {clip.label}", clip_to_rgb(clip.clip))]
-        rows += [explain(loaded, clip, settings, labels[key], sample.video.label, torch.device("cpu"))
-                 for key, loaded in models.items()]
-        blocks.append(strip(rows, config.sample_duration, 64))
-    width = max(block.width for block in blocks)
-    canvas = Image.new("RGB", (width, sum(block.height for block in blocks)), (255, 255, 255))
-    top = 0
-    for block in blocks:
-        canvas.paste(block, (0, top))
-        top += block.height
-    save_png(canvas, path)
+CHART_METRICS = ("iid", "conflicting", "scuba", "scufo", "contrast")
 
 
-@dataclass(frozen=True)
-class _CamSettings:
-    """What :func:`sdn.cli.visualize.explain` reads from its arguments."""
+def difference_chart(summary: dict[str, Any], keys: list[str], path: Path) -> None:
+    """Grouped bars: each method's difference to the baseline per metric, 95% CIs as error bars."""
+    methods = [key for key in keys if key != "baseline"]
+    figure = Figure(figsize=(12, 5.5), dpi=110, layout="constrained")
+    axes = figure.subplots()
+    width = 0.85 / max(len(methods), 1)
+    for i, key in enumerate(methods):
+        entries = [summary["vs_baseline"][key][m] for m in CHART_METRICS]
+        means = [100 * (e["mean"] or 0.0) for e in entries]
+        errors = [100 * (e["ci95"] or 0.0) for e in entries]
+        positions = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(CHART_METRICS))]
+        axes.bar(positions, means, width, yerr=errors, capsize=2, label=label_of(key), color=f"C{i % 10}",
+                 hatch="//" if i >= 10 else None)
+    axes.axhline(0.0, color="black", linewidth=0.8)
+    axes.set_xticks(range(len(CHART_METRICS)), [METRICS[m][1] for m in CHART_METRICS])
+    axes.set_ylabel("difference to the baseline (points)")
+    axes.set_title("sdn demo: method − baseline, mean and 95% CI over paired seeds (SCUBA, Contra. Acc.: higher is "
+                   "better; SCUFO: lower is better)", fontsize=9)
+    figure.legend(loc="outside lower center", fontsize=8, ncols=4)
+    _png(figure, path)
 
-    layer: str
-    method: str = "gradcam"
-    alpha: float = 0.5
 
-
-# ----------------------------------------------------------------------------------------------
-# the report
+def sweep_chart(sweep: dict[str, Any], upper: dict[str, Any] | None, path: Path) -> None:
+    """The baseline's IID and SCUBA accuracy per training bias (95% CIs), the upper bound's SCUBA as a line."""
+    figure = Figure(figsize=(6, 4), dpi=110, layout="constrained")
+    axes = figure.subplots()
+    biases = list(sweep)
+    for metric, colour in (("iid", "C0"), ("scuba", "C3")):
+        means = [100 * (sweep[b][metric]["mean"] or 0.0) for b in biases]
+        errors = [100 * (sweep[b][metric]["ci95"] or 0.0) for b in biases]
+        axes.errorbar(range(len(biases)), means, yerr=errors, marker="o", capsize=3, color=colour,
+                      label=f"baseline {METRICS[metric][1]}")
+    if upper is not None and upper["scuba"]["mean"] is not None:
+        axes.axhline(100 * upper["scuba"]["mean"], color="C2", linestyle="--", label="upper bound SCUBA")
+    axes.set_xticks(range(len(biases)), [f"bias {b}" for b in biases])
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 105)
+    axes.set_title("the scene shortcut grows with the training bias", fontsize=9)
+    axes.legend(fontsize=8)
+    _png(figure, path)
 
 
 READING_NOTES = (
-    "How to read it: the scene probe is evaluated on out-of-context clips, where the scene is independent of the "
-    "action, so it measures scene information in the features rather than action information. The human mask is a "
-    "mean-colour box that moves with the actor (as in the original), so a model that follows the motion can still "
-    "classify masked clips; lower accuracy and higher entropy there mean less reliance on the background, not no "
-    "action evidence. Static clips repeat the middle frame: the actions are motions, so accuracy above chance there "
-    "comes from single-frame cues (the scene, or where the actor stands)."
-)
+    "How to read it: IID follows the training distribution (the scene usually matches the action); "
+    "conflicting clips show only other actions' scenes; SCUBA puts the moving actor on backgrounds never seen in "
+    "training (held-out scenes and sinusoidal stripes) and SCUFO repeats one SCUBA frame, so a model that uses "
+    "the motion is right on SCUBA and at chance on SCUFO; Contra. Acc. counts SCUBA videos predicted right whose "
+    "SCUFO twin is predicted differently. Background only: the IID clips with the actor removed (the scene alone; "
+    "chance is ideal). The scene probe is a linear classifier fitted on frozen features to predict the scene "
+    "pseudo labels, evaluated where the scene is independent of the action (chance = 1/places). Each difference "
+    "is paired: same seed, same data, same test clips.")
 
 
-def _setup_paragraph(config: DemoConfig, runtime_s: float) -> str:
-    return (f"{config.seeds} seed(s); {config.classes} actions defined only by the actor's motion, "
-            f"{config.train_per_class} training videos per action, scene = the action's own background with "
-            f"probability {config.bias} in training and in-context validation, independent of the action out of "
-            f"context. Every model: ResNet-{config.model_depth}, {config.sample_size}x{config.sample_size}x"
-            f"{config.sample_duration} clips, {PHASES} phases of {config.phase_epochs} epochs chained as in the "
-            "original README (baseline phase 1, then scene-adversarial phases 2-3; scene-adversarial phase 2, then "
-            "full SDN phase 3; baseline and upper bound: all 3 phases their own), SGD lr "
-            f"{config.learning_rate}, batch {config.batch_size}. Runtime {runtime_s / 60:.1f} min.")
+def _target_lines(answers: dict[str, Any]) -> list[str]:
+    def verdict(item: dict[str, Any]) -> str:
+        return "met" if item["met"] else "NOT met"
 
-
-def _target_lines(summary: dict[str, dict[str, Any]], answers: dict[str, Any]) -> list[str]:
-    """Each variant against the baseline, the two mask losses against each other, and the upper bound."""
-    labels = {method.key: method.label for method in METHODS}
-    lines = ["Target: full SDN's out-of-context accuracy at least 10 points above the baseline's, in-context "
-             "accuracy within 5 points, lower scene-probe accuracy.", ""]
-    for key, answer in answers.items():
-        probe = answer["scene_probe_change_points"]
-        lines.append(f"* {labels[key]}: out of context {answer['ooc_gain_points']:+.1f} points, in context "
-                     f"{answer['in_context_change_points']:+.1f} points, scene probe "
-                     f"{'n/a' if probe is None else f'{probe:+.1f} points'} vs the baseline: "
-                     f"{'meets' if answer['meets_target'] else 'does not meet'} the target.")
-    if {"full_original", "full_paper"} <= set(answers):
-        difference = answers["full_paper"]["ooc_gain_points"] - answers["full_original"]["ooc_gain_points"]
-        lines.append(f"* Mask loss: the paper's variant is {difference:+.1f} points out of context against the "
-                     "original's.")
-    upper = summary["upper_bound"]["out_of_context"]["mean"]
-    if upper is not None:
-        lines.append(f"* Upper bound (the baseline trained without scene bias): {100 * upper:.1f}% out of context, "
-                     f"{100 * summary['upper_bound']['in_context']['mean']:.1f}% in context.")
+    lines = []
+    if "upper_bound_scuba" in answers:
+        item = answers["upper_bound_scuba"]
+        lines.append(f"* Upper bound on SCUBA: {item['value']:.1f}% (target ≥ {item['target']:g}%): {verdict(item)}.")
+        item = answers["shortcut_points"]
+        lines.append(f"* Shortcut at the highest bias: the baseline's SCUBA accuracy is {item['value']:.1f} points "
+                     f"below the upper bound's (target ≥ {item['target']:g}): {verdict(item)}.")
+    item = answers["ci_half_width"]
+    if item["value"] is not None:
+        lines.append(f"* Widest 95% CI half-width of a SCUBA difference: {item['value']:.1f} points "
+                     f"(target ≤ {item['target']:g}): {verdict(item)}.")
+    if "best_method" in answers:
+        item = answers["best_method"]
+        lines.append(f"* Best method on SCUBA: {label_of(item['method'])}, {item['scuba_gain']:+.1f} ± "
+                     f"{item['ci95'] or math.nan:.1f} points over the baseline, IID {item['iid_change']:+.1f} "
+                     f"(target: {item['target']}): {verdict(item)}.")
     return lines
 
 
-def report_markdown(summary: dict[str, dict[str, Any]], answers: dict[str, Any], config: DemoConfig,
-                    data_stats: dict[str, Any], runtime_s: float) -> str:
-    labels = {method.key: method.label for method in METHODS}
+def findings(summary: dict[str, Any], keys: list[str]) -> list[str]:
+    """Which methods reduce the shortcut here (SCUBA CI above zero), by how much, at what IID cost; in words."""
+    lines = []
+    for key in keys:
+        if key in ("baseline", "upper_bound"):
+            continue
+        diff = summary["vs_baseline"][key]
+        scuba, iid, scufo = diff["scuba"], diff["iid"], diff["scufo"]
+        if scuba["mean"] is None:
+            continue
+        low = None if scuba["ci95"] is None else scuba["mean"] - scuba["ci95"]
+        high = None if scuba["ci95"] is None else scuba["mean"] + scuba["ci95"]
+        if low is not None and low > 0:
+            word = "reduces the scene shortcut"
+        elif high is not None and high < 0:
+            word = "increases the reliance on the scene"
+        else:
+            word = "has no effect distinguishable from zero"
+        lines.append(f"* {label_of(key)} {word}: SCUBA {_cell(scuba, True)} points, SCUFO {_cell(scufo, True)}, "
+                     f"IID {_cell(iid, True)} (95% CIs over seeds).")
+    return lines
+
+
+def _setup_paragraph(config: DemoConfig, runtime_s: float) -> str:
+    return (f"{config.seeds} seeds; {config.classes} actions defined only by the actor's motion, "
+            f"{config.scenes_per_class} scenes per action, {config.train_per_class} training videos per action, "
+            f"training bias {', '.join(f'{b:g}' for b in config.biases)} (every method at {config.top_bias:g}), "
+            f"{2 * config.test_per_class} test clips per split. Every model: ResNet-{config.model_depth} of width "
+            f"{config.resnet_width}, {config.sample_size}x{config.sample_size}x{config.sample_duration} clips, "
+            f"{PHASES} phases of {config.phase_epochs} epochs (SDN chained as the original README), SGD lr "
+            f"{config.learning_rate}, batch {config.batch_size}. Runtime {runtime_s / 60:.1f} min with "
+            f"{config.workers} worker processes.")
+
+
+def report_markdown(results: dict[str, Any], config: DemoConfig, runtime_s: float) -> str:
+    keys = results["keys"]
+    summary = results["summary"]
+    upper = summary["absolute"].get("upper_bound")
     lines = ["# sdn demo report", "", _setup_paragraph(config, runtime_s), "",
-             "Mean ± std over seeds (accuracies in %). Scene probe: a linear classifier on the frozen features, "
-             "fitted on the training clips to predict the scene pseudo labels, evaluated on the out-of-context "
-             "clips (chance = 1/places); B_scene = log2(probe accuracy / chance).", "",
-             comparison_table(summary), "", "![comparison](comparison.png)", "", READING_NOTES, "",
-             "## Against the target", "", *_target_lines(summary, answers), "",
-             "## Where the models look", "",
-             f"Out-of-context clips of the first seed; Grad-CAM of the true class at `{config.attention_layer}` over "
-             "the frames, one row per model.", "", "![activation maps](cam.png)", "",
-             "## Training curves (first seed)", "",
-             *[f"![{labels[key]}](curves/{key}.png)" for key in METHOD_KEYS],
-             "", "## Data", "", "```json", json.dumps(data_stats, indent=1), "```", ""]
+             f"## Every method at bias {config.top_bias:g}: difference to the baseline", "",
+             "Points, mean ± 95% CI half-width over paired seeds.", "",
+             difference_table(summary, keys), "", "![differences](differences.png)", "",
+             "## Absolute accuracies", "", "Accuracy in %, mean ± 95% CI half-width over seeds.", "",
+             results_table(summary, keys), "", READING_NOTES, "",
+             "## Which methods reduce the scene shortcut here", "", *findings(summary, keys), "",
+             "## The benchmark: the shortcut grows with the bias", "",
+             sweep_table(results["sweep"], upper), "", "![bias sweep](sweep.png)", "",
+             "## Against the targets", "", *_target_lines(results["targets"]), "",
+             "## Data", "", "```json", json.dumps(results["data"], indent=1), "```", ""]
     return "\n".join(lines)
 
 
@@ -458,66 +711,52 @@ def report_markdown(summary: dict[str, dict[str, Any]], answers: dict[str, Any],
 
 
 def run_demo(out: Path, config: DemoConfig, progress: bool = True) -> dict[str, Any]:
-    """Generate, train, measure, and write ``results.json``, ``report.md``, ``comparison.png``, ``cam.png``
-    and ``curves/`` into ``out``; returns the results.
-
-    PyTorch runs with ``config.threads`` intra-op threads meanwhile (restored afterwards): on a small
-    machine shared with other work, one thread trained several times faster than two, whose
-    spin-waiting threads fight for the cores.
-    """
+    """Generate, train, measure, and write ``results.json``, ``report.md``, ``differences.png`` and
+    ``sweep.png`` into ``out``; returns the results."""
     config.check()
     out.mkdir(parents=True, exist_ok=True)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        return _run(out, config, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _run(out: Path, config: DemoConfig, progress: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    bar = tqdm(total=config.seeds * (1 + 2 * len(METHODS)) + 1, desc="sdn demo", unit="step", disable=not progress)
-    per_seed, data_stats, timings = [], {}, {}
-    first_checkpoints: dict[str, Path] = {}
-    first_data: SeedData | None = None
-    for seed in range(config.seeds):
-        bar.set_postfix_str(f"seed {seed}: data")
-        data = generate_data(out / "data" / f"seed{seed}", config, seed)
-        data_stats[f"seed{seed}"] = data.statistics
-        bar.update()
-        results = {}
-        run_dirs = {key: out / "runs" / f"seed{seed}" / key for key in METHOD_KEYS}
-        for method in METHODS:
-            bar.set_postfix_str(f"seed {seed}: train {method.key}")
-            begin = time.perf_counter()
-            checkpoint = train(method, config, data, run_dirs, seed)
-            timings[f"seed{seed}/{method.key}/train_s"] = time.perf_counter() - begin
-            bar.update()
-            bar.set_postfix_str(f"seed {seed}: analyse {method.key}")
-            results[method.key] = measure(checkpoint, data, config)
-            atomic_write_json(run_dirs[method.key] / "analysis.json", results[method.key], indent=1)
-            bar.update()
-            if seed == 0:
-                first_checkpoints[method.key] = checkpoint
-        for key, run_dir in run_dirs.items():  # after all, since the chain starts from earlier phases
-            prune_checkpoints(run_dir, first_checkpoints.get(key) if seed == 0 else None)
-        first_data = first_data or data
-        per_seed.append(results)
-    bar.set_postfix_str("figures")
-    summary = aggregate(per_seed)
-    answers = verdict(summary)
-    comparison_chart(summary, out / "comparison.png", 1.0 / config.classes)
-    cam_figure(first_checkpoints, first_data, config, out / "cam.png")
-    (out / "curves").mkdir(exist_ok=True)
-    for key, checkpoint in first_checkpoints.items():
-        plot_run(checkpoint.parent, out / "curves" / f"{key}.png")
-    bar.update()
-    bar.close()
-    runtime = time.perf_counter() - started
-    results = {"config": asdict(config), "methods": {m.key: m.label for m in METHODS}, "summary": summary,
-               "against_target": answers, "per_seed": per_seed, "data": data_stats,
-               "timings_s": {**timings, "total": runtime}}
+    datasets = [(out, config, seed, bias) for seed in range(config.seeds) for bias in (*config.biases, None)]
+    with _pool(config) as pool:
+        bar = tqdm(total=len(datasets), desc="sdn demo: data", unit="dataset", disable=not progress)
+        generated = run_all(pool, _generate_job, datasets, bar,
+                            lambda item: f"seed {item[2]} {'unbiased' if item[3] is None else f'bias {item[3]:g}'}")
+        bar.close()
+        places = generated[0]["num_places"]
+        jobs = plan_jobs(out, config, places)
+        bar = tqdm(total=len(jobs), desc="sdn demo: train and measure", unit="job", disable=not progress)
+        done = run_all(pool, run_job, jobs, bar, lambda job: f"seed {job.seed} bias {job.bias:g}: {job.keys[-1]}")
+        bar.close()
+    return write_results(out, config, generated, done, time.perf_counter() - started)
+
+
+def write_results(out: Path, config: DemoConfig, generated: list[dict[str, Any]], done: list[dict[str, Any]],
+                  runtime_s: float) -> dict[str, Any]:
+    """Aggregate the jobs' results and write the report, the JSON and the charts."""
+    per_bias: dict[float, list[dict[str, Any]]] = {bias: [{} for _ in range(config.seeds)] for bias in config.biases}
+    timings: dict[str, float] = {}
+    for job in done:
+        per_bias[job["bias"]][job["seed"]].update(job["results"])
+        timings.update({f"seed{job['seed']}/bias{job['bias']:g}/{key}": s for key, s in job["seconds"].items()})
+    keys = [key for key in (*config.method_keys(), STATIC_REFERENCE)]
+    keys = [key for key in keys if key != "upper_bound"] + (["upper_bound"] if "upper_bound" in keys else [])
+    summary = aggregate(per_bias[config.top_bias], keys)
+    sweep = sweep_summary(per_bias)
+    data = {
+        f"seed{item['seed']}/" + ("unbiased" if item["bias"] is None else f"bias{item['bias']:g}"): item["statistics"]
+        for item in sorted(generated, key=lambda item: (item["seed"], item["bias"] is None, item["bias"] or 0))}
+    results = {"config": asdict(config), "keys": keys, "methods": {key: label_of(key) for key in keys},
+               "summary": summary, "sweep": sweep, "targets": targets(summary, keys),
+               "per_seed": {f"{bias:g}": seeds for bias, seeds in per_bias.items()}, "data": data,
+               "timings_s": {**timings, "total": runtime_s}}
     atomic_write_json(out / "results.json", results, indent=1)
-    atomic_write_text(out / "report.md", report_markdown(summary, answers, config, data_stats, runtime))
+    difference_chart(summary, keys, out / "differences.png")
+    sweep_chart(sweep, summary["absolute"].get("upper_bound"), out / "sweep.png")
+    atomic_write_text(out / "report.md", report_markdown(results, config, runtime_s))
     return results
+
+
+DEFAULT = DemoConfig()
+QUICK = replace(DEFAULT, seeds=2, train_per_class=80, test_per_class=25, biases=(0.99,),
+                methods=("baseline", "scene_adv", "actorcutmix", "upper_bound"))
+FULL = replace(DEFAULT, biases=(0.9, 0.99, 0.999), methods=FULL_METHODS)

@@ -17,6 +17,7 @@ from sdn.analysis import AnalysisSettings, analyze, format_table, json_ready, ta
 from sdn.config import DATASETS
 from sdn.errors import SdnError
 from sdn.io import atomic_write_json
+from sdn.static_reference import measure_static_reference
 from sdn.viz.cam import METHODS
 from sdn.viz.checkpoints import load_model
 
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdn analyze",
         description="Scene-bias measurements of a checkpoint: in- and out-of-context accuracy, a linear scene probe "
-        "(B_scene), human-masked and static clips, actor attention. Prints a table and writes JSON.")
+        "(B_scene), human-masked and static clips, actor attention, and test splits (SCUBA, SCUFO, Contra. Acc.). "
+        "Prints a table and writes JSON.")
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a save_<epoch>.pth file of 'sdn train'")
     parser.add_argument("--out", required=True, metavar="JSON", help="where to write the results (JSON)")
     data = parser.add_argument_group("data (default: what the checkpoint was trained on)")
@@ -36,11 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", choices=DATASETS, help="annotation format (default: the checkpoint's)")
     data.add_argument("--ooc_annotation_path", help="annotation whose validation subset is out of context "
                       "(e.g. kinetics_ooc.json of 'sdn synth')")
+    data.add_argument("--split", action="append", default=[], metavar="DIR", help="a test split folder (split.json + "
+                      "clips; written by 'sdn synth --test-per-class' or 'sdn prepare scuba'); repeat for several. "
+                      "With a SCUBA split and its SCUFO twin, Contra. Acc. is reported too")
     data.add_argument("--place_pred_path", help="scene pseudo-label directory, for the scene probe (default: the "
                       "checkpoint's, when that directory exists)")
     data.add_argument("--human_dets_path", help="human detection directory, for masked clips and actor attention "
                       "(default: the checkpoint's, when that directory exists)")
     data.add_argument("--n_val_samples", type=int, help="validation windows per video (default: the checkpoint's)")
+    data.add_argument("--static_reference", action="store_true", help="also train a 2D frame model on the training "
+                      "set (seconds at small sizes) and report its accuracy on each --split: how far the static cue "
+                      "alone gets")
     run = parser.add_argument_group("running")
     run.add_argument("--attention_method", choices=METHODS, default="cam", help="activation maps for actor "
                      "attention: cam (last feature map, default) or gradcam (of --attention_layer)")
@@ -92,6 +100,7 @@ def settings_from(args: argparse.Namespace, saved: argparse.Namespace) -> Analys
         raise SdnError(f"{ooc}: --ooc_annotation_path is not a file")
     return AnalysisSettings(
         ooc_annotation_path=ooc,
+        splits=tuple(_joined(args.root_path, split) for split in args.split),
         place_pred_path=_label_directory(args.place_pred_path, saved.place_pred_path, "--place_pred_path"),
         human_dets_path=_label_directory(args.human_dets_path, saved.human_dets_path, "--human_dets_path"),
         attention_method=args.attention_method, attention_layer=args.attention_layer,
@@ -107,6 +116,8 @@ def _check(args: argparse.Namespace) -> None:
         raise SdnError(f"--n_val_samples must be at least 1, got {args.n_val_samples}")
     if args.attention_layer is not None and args.attention_method != "gradcam":
         raise SdnError("--attention_layer applies to --attention_method gradcam")
+    if args.static_reference and not args.split:
+        raise SdnError("--static_reference is measured on test splits: give at least one --split")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +125,12 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     loaded = load_model(args.checkpoint, allow_pickle=args.allow_pickle, device=device)
     settings = settings_from(args, loaded.opt)
-    result = json_ready(analyze(loaded, with_data_paths(args, loaded.opt), settings))
+    opt = with_data_paths(args, loaded.opt)
+    result = analyze(loaded, opt, settings)
+    if args.static_reference:
+        result["static_reference"] = measure_static_reference(opt, loaded.normalize.cpu(), settings.splits,
+                                                              seed=opt.manual_seed, progress=settings.progress)
+    result = json_ready(result)
     print(format_table(table_rows(result)))
     atomic_write_json(args.out, result, indent=1)
     print(f"wrote {args.out}")
