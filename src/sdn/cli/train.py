@@ -28,7 +28,8 @@ from sdn.engine.optim import OptimizerSchedule
 from sdn.engine.testing import run_test
 from sdn.engine.trainer import EpochLoader, Preempted, RunLogs, Trainer, open_logs, run_counters
 from sdn.errors import SdnError
-from sdn.methods import MethodSetup, build_batch_transform
+from sdn.methods import build_batch_transform
+from sdn.methods.base import MethodSetup
 from sdn.models import build_model
 from sdn.seeding import seed_everything
 

@@ -35,7 +35,7 @@ from sdn.engine.objectives import Objective
 from sdn.engine.optim import OptimizerSchedule
 from sdn.distributed import SINGLE, Context, any_across, gather, sum_across
 from sdn.errors import SdnError
-from sdn.methods import BatchTransform
+from sdn.methods.base import BatchTransform
 from sdn.seeding import mix_seed
 
 

@@ -23,35 +23,12 @@ Boxes leak a rectangle of the actor's own scene into the new one; pixel masks do
 
 from __future__ import annotations
 
-import argparse
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from sdn.errors import SdnError
-from sdn.methods.base import (Batch, Method, MethodSetup, check_probability, float_clips, mix_labels, per_clip,
-                              take_background_scene)
-
-
-def add_options(group) -> None:
-    group.add_argument("--actorcutmix_prob", default=0.5, type=float,
-                       help="ActorCutMix: probability that a training batch is mixed (the paper's code: 0.5)")
-    group.add_argument("--actorcutmix_det_threshold", default=0.4, type=float,
-                       help="ActorCutMix with boxes: a detection scoring at least this is part of the actor (0.4)")
-
-
-def check(opt: argparse.Namespace) -> None:
-    check_probability(opt, "actorcutmix_prob")
-    check_probability(opt, "actorcutmix_det_threshold")
-    if opt.human_masks_path:
-        if not os.path.isdir(opt.human_masks_path):
-            raise SdnError(f"--human_masks_path {opt.human_masks_path}: not a directory")
-        return
-    if not os.path.isdir(opt.human_dets_path):
-        raise SdnError("--debias actorcutmix needs the actor's pixels: give --human_masks_path DIR (per-frame masks) "
-                       f"or --human_dets_path DIR (boxes); {opt.human_dets_path!r} is not a directory")
+from sdn.methods.base import Batch, MethodSetup, float_clips, mix_labels, per_clip, take_background_scene
 
 
 @dataclass
@@ -98,9 +75,3 @@ class ActorCutMix:
 def build(setup: MethodSetup) -> ActorCutMix:
     return ActorCutMix(setup.opt.actorcutmix_prob)
 
-
-METHOD = Method(
-    name="actorcutmix",
-    citation="ActorCutMix (Zou et al., arXiv 2021 / CVIU 2023): paste the actor onto another clip's background "
-             "(needs --human_masks_path or --human_dets_path)",
-    add_options=add_options, check=check, build=build, needs_actor_mask=True)

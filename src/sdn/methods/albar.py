@@ -27,31 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sdn.errors import SdnError
-from sdn.methods.base import Batch, Method, MethodSetup, check_non_negative
+from sdn.methods.base import Batch, MethodSetup
 
-STATIC_FRAMES = ("middle", "random")
 COLUMNS = ["loss albar", "loss static", "entropy static", "grad penalty", "acc static"]
-
-
-def add_options(group) -> None:
-    add = group.add_argument
-    add("--albar_adv_weight", default=1.0, type=float,
-        help="ALBAR: weight of the negative cross entropy on the static clip (ALBAR, ICLR 2025: 1.0)")
-    add("--albar_entropy_weight", default=4.25, type=float,
-        help="ALBAR: weight of the entropy maximisation on the static clip (4.25)")
-    add("--albar_gp_weight", default=10.0, type=float,
-        help="ALBAR: weight of the gradient penalty on the static clip (10.0)")
-    add("--albar_static_frame", default="middle", choices=STATIC_FRAMES,
-        help="ALBAR: the frame the static clip repeats: the middle one (the paper's) or a random one per clip")
-
-
-def check(opt: argparse.Namespace) -> None:
-    for name in ("albar_adv_weight", "albar_entropy_weight", "albar_gp_weight"):
-        check_non_negative(opt, name)
-    if opt.compile and opt.albar_gp_weight > 0:
-        raise SdnError("--debias albar: its gradient penalty differentiates twice, which --compile does not support; "
-                       "drop --compile (or set --albar_gp_weight 0)")
 
 
 @dataclass(frozen=True)
@@ -138,9 +116,3 @@ def albar_terms(model, clips: Tensor, labels: Tensor, weights: AlbarWeights, fra
 def build(setup: MethodSetup) -> StaticFrameChoice:
     return StaticFrameChoice(setup.opt.albar_static_frame)
 
-
-METHOD = Method(
-    name="albar",
-    citation="ALBAR (Fioresi et al., ICLR 2025): a static clip of one frame, with an adversarial negative "
-             "cross entropy, entropy maximisation and a gradient penalty on it",
-    add_options=add_options, check=check, build=build)

@@ -1,9 +1,9 @@
 """What every debiasing method shares: its registry entry, its setup, and the batch helpers.
 
-A method is one registry entry (:class:`Method`): its flags, a check of the run's options, and
-a *batch transform* (a function of one training batch: BE, ActorCutMix, FAME and StillMix
-change the clips; ALBAR only draws its static frames) and/or a change of what a step computes
-(ALBAR, an objective wrapper in :mod:`sdn.engine.objectives`).
+A method is one registry entry (:mod:`sdn.methods.registry`: its flags and option checks) and an
+implementation module whose ``build(setup)`` returns a *batch transform*, a function of one
+training batch: BE, ActorCutMix, FAME and StillMix change the clips; ALBAR only draws its static
+frames, and changes what a step computes (an objective wrapper in :mod:`sdn.engine.objectives`).
 
 Batch transforms run on the device, after the batch was moved there and before it is normalised
 (``Trainer`` calls them between ``.to(device)`` and ``ClipNormalize``). Why there and not in the
@@ -33,7 +33,6 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from sdn.distributed import SINGLE, Context
-from sdn.errors import SdnError
 
 Batch = dict[str, Any]
 
@@ -54,44 +53,6 @@ class MethodSetup:
     normalize: Callable[[Tensor], Tensor]
     n_classes: int
     context: Context = SINGLE
-
-
-def _no_check(opt: argparse.Namespace) -> None:
-    del opt
-
-
-@dataclass(frozen=True)
-class Method:
-    """One debiasing method: how it is named, cited, configured, checked and built."""
-
-    name: str
-    citation: str
-    add_options: Callable[[Any], None]
-    check: Callable[[argparse.Namespace], None] = _no_check
-    build: Callable[[MethodSetup], BatchTransform] | None = None
-    needs_actor_mask: bool = False
-
-
-# ----------------------------------------------------------------------------------------------
-# Option checks shared by the methods
-
-
-def check_probability(opt: argparse.Namespace, name: str) -> None:
-    value = getattr(opt, name)
-    if not 0.0 <= value <= 1.0:
-        raise SdnError(f"--{name} must be in [0, 1], got {value}")
-
-
-def check_non_negative(opt: argparse.Namespace, name: str) -> None:
-    value = getattr(opt, name)
-    if not value >= 0.0:  # also refuses NaN
-        raise SdnError(f"--{name} must be >= 0, got {value}")
-
-
-def check_positive(opt: argparse.Namespace, name: str) -> None:
-    value = getattr(opt, name)
-    if not value > 0:
-        raise SdnError(f"--{name} must be > 0, got {value}")
 
 
 # ----------------------------------------------------------------------------------------------

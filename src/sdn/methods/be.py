@@ -14,26 +14,12 @@ Here each clip draws its own λ and frame.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from sdn.methods.base import (Batch, Method, MethodSetup, check_probability, draw_applied, float_clips,
-                              per_clip)
-
-
-def add_options(group) -> None:
-    group.add_argument("--be_max_weight", default=0.3, type=float,
-                       help="BE: the added frame's weight λ is drawn uniformly in [0, this] (BE, CVPR 2021: 0.3)")
-    group.add_argument("--be_prob", default=0.5, type=float,
-                       help="BE: probability that a training clip is changed (0.5)")
-
-
-def check(opt: argparse.Namespace) -> None:
-    check_probability(opt, "be_prob")
-    check_probability(opt, "be_max_weight")
+from sdn.methods.base import Batch, MethodSetup, draw_applied, float_clips, per_clip
 
 
 @dataclass
@@ -71,8 +57,3 @@ class BackgroundErasing:
 def build(setup: MethodSetup) -> BackgroundErasing:
     return BackgroundErasing(setup.opt.be_max_weight, setup.opt.be_prob)
 
-
-METHOD = Method(
-    name="be",
-    citation="BE, Background Erasing (Wang et al., CVPR 2021): add a random frame of the clip to every frame",
-    add_options=add_options, check=check, build=build)

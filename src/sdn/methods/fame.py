@@ -24,7 +24,6 @@ as a supervised augmentation, changing each clip with a probability it tuned per
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 
@@ -32,28 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sdn.errors import SdnError
-from sdn.methods.base import (Batch, Method, MethodSetup, check_probability, draw_applied, float_clips, per_clip,
-                              take_background_scene)
+from sdn.methods.base import Batch, MethodSetup, draw_applied, float_clips, per_clip, take_background_scene
 
 COLOUR_BINS = 10  # per axis of the quantised HSV space
 FOREGROUND_SEEDS = 0.5  # share of most moving pixels that seed the foreground colours
 BACKGROUND_SEEDS = 0.1  # share of least moving pixels that seed the background colours
 EPS = 1e-8
-
-
-def add_options(group) -> None:
-    group.add_argument("--fame_fg_ratio", default=0.5, type=float,
-                       help="FAME: share of each frame kept as foreground (FAME, CVPR 2022: β = 0.5)")
-    group.add_argument("--fame_prob", default=0.5, type=float,
-                       help="FAME: probability that a training clip is merged onto another's background (0.5)")
-
-
-def check(opt: argparse.Namespace) -> None:
-    check_probability(opt, "fame_prob")
-    check_probability(opt, "fame_fg_ratio")
-    if opt.sample_duration < 2:
-        raise SdnError("--debias fame finds the foreground from motion: it needs --sample_duration >= 2")
 
 
 def _gaussian_blur(maps: Tensor, size: int) -> Tensor:
@@ -160,9 +143,3 @@ class Fame:
 def build(setup: MethodSetup) -> Fame:
     return Fame(setup.opt.fame_fg_ratio, setup.opt.fame_prob)
 
-
-METHOD = Method(
-    name="fame",
-    citation="FAME (Ding et al., CVPR 2022): the moving foreground, found from motion and colour, pasted onto "
-             "another clip of the batch",
-    add_options=add_options, check=check, build=build)

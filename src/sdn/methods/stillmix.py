@@ -28,7 +28,6 @@ collective runs while it trains) and rank 0 saves it.
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 
@@ -37,42 +36,12 @@ import torch
 from torch import Tensor
 
 from sdn.errors import SdnError
-from sdn.methods.base import (Batch, Method, MethodSetup, check_positive, check_probability,
-                              draw_applied, float_clips, per_clip)
-from sdn.methods.frame_reference import FrameReference, frames_of, clip_loader, train_frame_reference
+from sdn.methods.base import Batch, MethodSetup, draw_applied, float_clips, per_clip
+from sdn.methods.frame_reference import FrameReference, clip_loader, frames_of, train_frame_reference
+from sdn.methods.registry import STILLMIX_REFERENCE_FILE as REFERENCE_FILE
 from sdn.seeding import mix_seed
 
-REFERENCE_FILE = "stillmix_reference.pth"
 BANK_STREAM = 0x5354  # seeds the bank draw apart from the run's other streams
-
-
-def add_options(group) -> None:
-    add = group.add_argument
-    add("--stillmix_prob", default=0.5, type=float,
-        help="StillMix: probability that a training clip is mixed with a biased frame (StillMix, ICCV 2023: 0.5)")
-    add("--stillmix_alpha1", default=200.0, type=float,
-        help="StillMix: the clip's weight λ ~ Beta(alpha1, alpha2); the frame gets 1 - λ (200)")
-    add("--stillmix_alpha2", default=200.0, type=float, help="StillMix: see --stillmix_alpha1 (200)")
-    add("--stillmix_bank_size", default=1024, type=int, help="StillMix: number of biased frames in the bank (1024)")
-    add("--stillmix_keep", default=0.5, type=float,
-        help="StillMix: the bank is drawn from this share of frames the reference is most confident on (0.5)")
-    add("--stillmix_reference", default="", type=str,
-        help="StillMix: a trained frame reference (.pth); by default one is trained first and saved as "
-             f"<result_path>/{REFERENCE_FILE}")
-    add("--stillmix_reference_epochs", default=10, type=int,
-        help="StillMix: epochs of the frame reference (each sees every frame of one clip per video; 10)")
-    add("--stillmix_reference_lr", default=0.04, type=float, help="StillMix: learning rate of the frame reference (0.04)")
-    add("--stillmix_reference_width", default=32, type=int, help="StillMix: channels of the frame reference's first stage (32)")
-
-
-def check(opt: argparse.Namespace) -> None:
-    check_probability(opt, "stillmix_prob")
-    check_probability(opt, "stillmix_keep")
-    for name in ("stillmix_alpha1", "stillmix_alpha2", "stillmix_bank_size", "stillmix_reference_epochs",
-                 "stillmix_reference_lr", "stillmix_reference_width", "stillmix_keep"):
-        check_positive(opt, name)
-    if opt.stillmix_reference and not os.path.isfile(opt.stillmix_reference):
-        raise SdnError(f"--stillmix_reference {opt.stillmix_reference}: no such file")
 
 
 @dataclass
@@ -167,9 +136,3 @@ def build(setup: MethodSetup) -> StillMix:
     opt = setup.opt
     return StillMix(bank, opt.stillmix_prob, opt.stillmix_alpha1, opt.stillmix_alpha2)
 
-
-METHOD = Method(
-    name="stillmix",
-    citation="StillMix (Li et al., ICCV 2023): mix frames a 2D reference network finds biased into other clips "
-             "(the reference is trained first, or --stillmix_reference)",
-    add_options=add_options, check=check, build=build)
