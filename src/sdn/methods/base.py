@@ -1,4 +1,4 @@
-"""What every debiasing method shares: its registry entry, its setup, and the batch helpers.
+"""What the debiasing methods share: the transform interface, the build setup, and batch helpers.
 
 A method is one registry entry (:mod:`sdn.methods.registry`: its flags and option checks) and an
 implementation module whose ``build(setup)`` returns a *batch transform*, a function of one
