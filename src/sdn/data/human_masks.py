@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -156,8 +156,7 @@ class HumanMasks:
         row = self._row(class_dir, video_id)
         shape = tuple(int(n) for n in self._shapes[row])
         try:
-            with open(self.path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-                packed = npz[f"mask_{row}"]
+            packed = self._archive()[f"mask_{row}"]
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
             raise SdnError(f"{self.path}: cannot read the mask of class {class_dir!r}, video {video_id!r} "
                            f"({first_line(error)})") from error
@@ -166,6 +165,17 @@ class HumanMasks:
             raise SdnError(f"{self.path}: the mask of class {class_dir!r}, video {video_id!r} does not match its "
                            f"shape {list(shape)}")
         return shape, packed  # type: ignore[return-value]
+
+    def _archive(self) -> Any:
+        """The open archive of this process: its directory is read once, not once per clip (a training step
+        reads a mask per clip). Loader workers are forked processes, so each opens its own file handle."""
+        if getattr(self, "_opened_by", None) != os.getpid():
+            self._npz = np.load(self.path, allow_pickle=False)
+            self._opened_by = os.getpid()
+        return self._npz
+
+    def __getstate__(self) -> dict[str, Any]:  # spawned loader workers reopen the file themselves
+        return {key: value for key, value in self.__dict__.items() if key not in ("_npz", "_opened_by")}
 
     def video(self, class_dir: str, video_id: str) -> np.ndarray:
         """The whole bool ``[T, H, W]`` mask of a video."""
