@@ -24,6 +24,8 @@ The default normalisation is the original's default (mean subtraction, std 1, ``
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import tempfile
 import warnings
@@ -32,16 +34,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from sdn.bench.common import Panel, Samples, interleaved, table, target
+from sdn.bench.common import Panel, Samples, interleaved, number, table, target
 from sdn.config import compute_scales
 from sdn.data.mean_std import get_mean
 from sdn.data.transforms import (CROP_POSITIONS, ClipNormalize, Compose, MultiScaleCornerCrop, TemporalRandomCrop,
                                  train_spatial_transform, val_spatial_transform)
-from sdn.data.video import FRAME_NAME, FrameFolder
+from sdn.data.video import FRAME_NAME, FrameFolder, VideoFile
+from sdn.data.video_index import INDEX_SUFFIX, FrameCounts, frame_counts
+from sdn.prepare.frames import FrameJob, extract
 
 PIL_PATH = "PIL (original)"
 SDN_PATH = "sdn worker (uint8)"
@@ -64,6 +69,9 @@ class LoaderSettings:
     statistic: str = "best"
     draft: bool = False
     fidelity_clips: int = 8
+    video: bool = False  # also the video-file comparison (VideoSettings), after the frame folders
+    video_clips: int = 8
+    video_rounds: int = 3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,14 +269,20 @@ def val_fidelity(folders: list[Path], size: int, frames_per_video: int, draft: b
 
 
 def run(settings: LoaderSettings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Time every path (one thread) and check that sdn and the original give the same clips."""
+    """Time every path (one thread) and check that sdn and the original give the same clips; with
+    ``settings.video`` also the video-file comparison (``run_video``)."""
     warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(settings, progress)
+        result = _run(settings, progress)
     finally:
         torch.set_num_threads(threads)
+    if settings.video:
+        result["video"] = run_video(VideoSettings(clips=settings.video_clips, sample_duration=settings.sample_duration,
+                                                  rounds=settings.video_rounds, statistic=settings.statistic), progress)
+        result["targets"] += result["video"]["targets"]
+    return result
 
 
 def _run(s: LoaderSettings, progress: Callable[[str], None] | None) -> dict[str, Any]:
@@ -379,6 +393,8 @@ def render(result: dict[str, Any]) -> str:
                      f"{f['train_draft_max_abs_diff']:.1f}; validation pipeline mean "
                      f"{f['val_draft']['mean_abs_diff']:.3f}, largest {f['val_draft']['max_abs_diff']:.0f} "
                      "grey levels (bound: mean <= 0.5)")
+    if "video" in result:
+        lines += ["", render_video(result["video"])]
     return "\n".join(lines)
 
 
@@ -392,3 +408,250 @@ def panel(result: dict[str, Any]) -> Panel:
         values=[rows[n]["clips_per_s"] for n in names],
         notes=[f"{rows[n]['clips_per_s']:.0f}/s, {rows[n]['vs_pil']:.2f}x PIL" for n in names],
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Video files (--video): sequential decoding, seeking and frame folders; counting frames
+
+VIDEO_SEQUENTIAL = "sequential decoding"
+VIDEO_SEEKING = "seeking (sdn)"
+VIDEO_FOLDER = "frame folder"
+COUNT_DECODING = "decoding every frame"
+COUNT_DEMUXING = "demuxing the packets"
+COUNT_SDN = "sdn, first run"  # MP4 sample table, else the packets; and the file's stat
+COUNT_INDEX = "sdn, second run (index)"
+COUNT_WAYS = (COUNT_DECODING, COUNT_DEMUXING, COUNT_SDN, COUNT_INDEX)
+PAN_PIXELS_PER_FRAME = 2
+
+
+@dataclass
+class VideoSettings:
+    """The generated videos (one per size and keyframe interval) and the clips read from each."""
+
+    sizes: tuple[tuple[int, int], ...] = ((1280, 720), (320, 240))
+    keyframe_seconds: tuple[float, ...] = (0.5, 2.0, 5.0)
+    seconds: int = 10
+    fps: int = 30
+    clips: int = 8
+    sample_duration: int = 16
+    rounds: int = 3
+    statistic: str = "best"
+
+
+@dataclass(frozen=True)
+class BenchVideo:
+    """A generated video file, the frame folder made from it, and the clips read from both."""
+
+    name: str
+    size: tuple[int, int]
+    keyframe_seconds: float
+    path: Path
+    folder: Path
+    frames: int
+    clips: tuple[tuple[int, ...], ...]
+
+
+def write_video_files(paths: dict[float, Path], width: int, height: int, seconds: int, fps: int,
+                      seed: int) -> None:
+    """The same scene encoded once per keyframe interval (seconds -> file), H.264 as cameras and YouTube store it.
+
+    libx264, CRF 23, preset veryfast, up to 3 B-frames, a keyframe exactly every interval (no scene
+    cuts). The scene: a textured picture (gradients, shapes, text, noise) panning sideways, two
+    objects crossing it and a little sensor noise that changes every frame, so that inter frames
+    carry real residuals as camera footage does.
+    """
+    frames = seconds * fps
+    background = np.asarray(natural_frame(seed, width + PAN_PIXELS_PER_FRAME * frames, height)).astype(np.int16)
+    rng = np.random.default_rng(seed)
+    noise = [rng.normal(0, 3, (height, width, 3)).astype(np.int16) for _ in range(5)]
+    side = max(8, height // 6)
+    with contextlib.ExitStack() as stack:
+        streams = []
+        for interval, path in paths.items():
+            container = stack.enter_context(av.open(str(path), "w"))
+            keyint = max(1, round(interval * fps))
+            stream = container.add_stream("libx264", rate=fps, options={
+                "preset": "veryfast", "crf": "23", "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"})
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.max_b_frames = 3
+            streams.append((container, stream))
+        for i in range(frames):
+            offset = PAN_PIXELS_PER_FRAME * i
+            image = background[:, offset:offset + width] + noise[i % len(noise)]
+            x = (7 * i) % max(1, width - side)
+            y = int((height - side) * (0.5 + 0.4 * math.sin(i / 9)))
+            image[y:y + side, x:x + side] = (230, 40, 40)
+            image[height - side - y // 2:height - y // 2, width - side - x:width - x] = (40, 60, 220)
+            picture = np.clip(image, 0, 255).astype(np.uint8)
+            for container, stream in streams:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        for container, stream in streams:
+            container.mux(stream.encode())
+
+
+def make_bench_videos(root: Path, s: VideoSettings, progress: Callable[[str], None] | None) -> list[BenchVideo]:
+    """Write the videos and, with ``sdn prepare frames``' own code, a JPEG frame folder of each."""
+    videos = []
+    for number, (width, height) in enumerate(s.sizes):
+        if progress:
+            progress(f"video: encoding {len(s.keyframe_seconds)} H.264 videos of {width}x{height}, {s.seconds} s")
+        paths = {interval: root / f"{height}p_key{interval:g}s.mp4" for interval in s.keyframe_seconds}
+        write_video_files(paths, width, height, s.seconds, s.fps, seed=number)
+        for interval, path in paths.items():
+            if progress:
+                progress(f"video: frame folder of {path.name}")
+            folder = root / path.stem
+            outcome = extract(FrameJob(str(path), str(folder), 0, "height", JPEG_QUALITY, False))
+            if outcome.status != "done":
+                raise RuntimeError(f"{path}: frame extraction failed ({outcome.reason})")
+            videos.append(BenchVideo(f"{width}x{height}, keyframe every {interval:g} s", (width, height), interval,
+                                     path, folder, outcome.frames,
+                                     random_windows(outcome.frames, s.sample_duration, s.clips)))
+    return videos
+
+
+def random_windows(frames: int, duration: int, count: int, seed: int = 0) -> tuple[tuple[int, ...], ...]:
+    """``count`` windows of ``duration`` frames at uniformly random starts, one start in each of ``count``
+    equal parts of the range TemporalRandomCrop draws from (stratified: a few windows then average
+    like many). The same seed gives every video of the same length the same windows."""
+    rng = random.Random(seed)
+    starts = max(1, frames - duration)  # TemporalRandomCrop's starts: 1 .. frames - duration
+    windows = []
+    for k in range(count):
+        start = rng.randint(1 + starts * k // count, max(1 + starts * k // count, starts * (k + 1) // count))
+        windows.append(tuple(range(start, min(frames, start + duration - 1) + 1)))
+    return tuple(windows)
+
+
+def run_video(s: VideoSettings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Time reading clips and counting frames of generated videos, one thread (rates per core)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sdn-bench-video-") as tmp:
+            return _run_video(s, Path(tmp), progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_video(s: VideoSettings, root: Path, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    videos = make_bench_videos(root, s, progress)
+    readers: dict[str, Callable[[BenchVideo, tuple[int, ...]], torch.Tensor]] = {
+        VIDEO_SEQUENTIAL: lambda v, clip: VideoFile(v.path, v.frames).read_sequential(clip),
+        VIDEO_SEEKING: lambda v, clip: VideoFile(v.path, v.frames).read(clip),
+        VIDEO_FOLDER: lambda v, clip: FrameFolder(v.folder, v.frames).read(clip),
+    }
+    if progress:
+        progress("video: checking that seeking gives the frames of sequential decoding (the warm-up)")
+    identical = sum(torch.equal(readers[VIDEO_SEEKING](v, clip), readers[VIDEO_SEQUENTIAL](v, clip))
+                    for v in videos for clip in v.clips)
+    counts_equal = sum(VideoFile(v.path).num_frames() == sum(1 for _ in VideoFile(v.path).decoded_frames()) == v.frames
+                       for v in videos)
+    for v in videos:
+        for clip in v.clips:
+            readers[VIDEO_FOLDER](v, clip)
+    runs: dict[str, Callable[[], Any]] = {}
+    for v in videos:
+        for path, reader in readers.items():
+            runs[f"{v.name}: {path}"] = (lambda v=v, reader=reader: [reader(v, clip) for clip in v.clips])
+    reading = interleaved(runs, s.rounds, warmup=0, progress=(lambda m: progress(f"video reads: {m}")) if progress
+                          else None)
+
+    counting_runs: dict[str, Callable[[], Any]] = {}
+    groups = {size: [str(v.path) for v in videos if v.size == size] for size in s.sizes}
+    for size, paths in groups.items():
+        index = str(root / f"{size[1]}p{INDEX_SUFFIX}")
+        if frame_counts(paths, index, workers=1, progress=False).counted != len(paths):
+            raise RuntimeError("the benchmark videos could not all be counted from their packets")
+
+        def decode_counts(paths: list[str] = paths) -> list[int]:
+            return [sum(1 for _ in VideoFile(path).decoded_frames()) for path in paths]
+
+        def demux_counts(paths: list[str] = paths) -> list[int | None]:
+            return [VideoFile(path).packet_table().frames for path in paths]
+
+        def first_run(paths: list[str] = paths) -> FrameCounts:  # the index is written once per dataset: not here
+            return frame_counts(paths, None, workers=1, progress=False)
+
+        label = f"{size[0]}x{size[1]}"
+        counting_runs[f"{label}: {COUNT_DECODING}"] = decode_counts
+        counting_runs[f"{label}: {COUNT_DEMUXING}"] = demux_counts
+        counting_runs[f"{label}: {COUNT_SDN}"] = first_run
+        counting_runs[f"{label}: {COUNT_INDEX}"] = lambda paths=paths, index=index: _cached_counts(paths, index)
+    counting = interleaved(counting_runs, s.rounds, warmup=1,
+                           progress=(lambda m: progress(f"video counts: {m}")) if progress else None)
+    return summarise_video(s, videos, reading, counting, identical, counts_equal)
+
+
+def _cached_counts(paths: list[str], index: str) -> FrameCounts:
+    counts = frame_counts(paths, index, workers=1, progress=False)
+    if counts.cached != len(paths):
+        raise RuntimeError(f"{index}: the second run counted again")
+    return counts
+
+
+def summarise_video(s: VideoSettings, videos: list[BenchVideo], reading: dict[str, Samples],
+                    counting: dict[str, Samples], identical: int, counts_equal: int) -> dict[str, Any]:
+    rows = []
+    for v in videos:
+        rates = {path: s.clips / reading[f"{v.name}: {path}"].seconds(s.statistic)
+                 for path in (VIDEO_SEQUENTIAL, VIDEO_SEEKING, VIDEO_FOLDER)}
+        rows.append({"video": v.name, "size": list(v.size), "keyframe_seconds": v.keyframe_seconds, "frames": v.frames,
+                     "clips_per_s": rates, "seeking_vs_sequential": rates[VIDEO_SEEKING] / rates[VIDEO_SEQUENTIAL],
+                     "seeking_vs_folder": rates[VIDEO_SEEKING] / rates[VIDEO_FOLDER],
+                     "rounds": {path: reading[f"{v.name}: {path}"].as_dict() for path in rates}})
+    construction = []
+    for size in s.sizes:
+        label = f"{size[0]}x{size[1]}"
+        count = sum(1 for v in videos if v.size == size)
+        ms = {way: 1000 * counting[f"{label}: {way}"].seconds(s.statistic) / count for way in COUNT_WAYS}
+        construction.append({"size": list(size), "videos": count, "ms_per_video": ms,
+                             "demuxing_vs_decoding": ms[COUNT_DECODING] / ms[COUNT_DEMUXING],
+                             "first_run_vs_decoding": ms[COUNT_DECODING] / ms[COUNT_SDN],
+                             "index_vs_decoding": ms[COUNT_DECODING] / ms[COUNT_INDEX],
+                             "rounds": {way: counting[f"{label}: {way}"].as_dict() for way in ms}})
+    clips = sum(len(v.clips) for v in videos)
+    targets = [target(f"video: frames identical to sequential decoding ({identical}/{clips} clips)",
+                      identical / clips, 1.0, at_least=True)]
+    for row in rows:
+        if tuple(row["size"]) == (1280, 720) and row["keyframe_seconds"] == 2.0:
+            targets.append(target("video: random 16-frame window, 10 s 720p H.264, 2 s keyframes: seeking vs "
+                                  "decoding from the start", row["seeking_vs_sequential"], 3.0, at_least=True))
+    for entry in construction:
+        label = f"{entry['size'][0]}x{entry['size'][1]}"
+        targets.append(target(f"video: dataset construction per {label} video, first run vs decoding the counts",
+                              entry["first_run_vs_decoding"], 20.0, at_least=True))
+        targets.append(target(f"video: dataset construction per {label} video, second run (index) vs decoding",
+                              entry["index_vs_decoding"], 100.0, at_least=True))
+    return {"settings": vars(s).copy(), "threads": 1, "videos": rows, "construction": construction,
+            "identical_clips": identical, "clips_checked": clips, "counts_equal": counts_equal,
+            "videos_counted": len(videos), "targets": targets}
+
+
+def render_video(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [
+        f"(a') video files, 1 thread: {s['clips']} random {s['sample_duration']}-frame windows per video (one per "
+        f"{s['clips']}th of it, the same in every video), {s['seconds']} s, {s['fps']} fps, H.264 CRF 23 with "
+        f"B-frames, read as uint8 frames; frame folders are JPEG q{JPEG_QUALITY} at the video's size; "
+        f"{s['statistic']} of {s['rounds']} interleaved rounds",
+        table(["video", "sequential clips/s", "seeking clips/s", "folder clips/s", "seeking vs sequential",
+               "seeking vs folder"], [
+            [row["video"], number(row["clips_per_s"][VIDEO_SEQUENTIAL]), number(row["clips_per_s"][VIDEO_SEEKING]),
+             number(row["clips_per_s"][VIDEO_FOLDER]), f"{row['seeking_vs_sequential']:.2f}x",
+             f"{row['seeking_vs_folder']:.2f}x"] for row in result["videos"]]),
+        f"seeking gave exactly the frames of sequential decoding in {result['identical_clips']}/"
+        f"{result['clips_checked']} clips; counts from packets equal decoded counts in {result['counts_equal']}/"
+        f"{result['videos_counted']} videos",
+        "",
+        "dataset construction: frame count per video, 1 process (sdn: the MP4 sample table, else the packets, "
+        "and the file's stat; 2nd run: the index file read, the file's stat)",
+        table(["video", "decoding ms", "demuxing ms", "sdn 1st run ms", "sdn 2nd run ms", "demuxing vs decoding",
+               "1st run vs decoding", "2nd run vs decoding"], [
+            [f"{entry['size'][0]}x{entry['size'][1]}",
+             *[number(entry["ms_per_video"][way]) for way in COUNT_WAYS],
+             f"{entry['demuxing_vs_decoding']:.0f}x", f"{entry['first_run_vs_decoding']:.0f}x",
+             f"{entry['index_vs_decoding']:.0f}x"]
+            for entry in result["construction"]]),
+    ]
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from sdn.data.video import FRAME_NAME, open_video, read_n_frames_file, resolve_video
+from sdn.data.video_index import FrameCounts, frame_counts, index_path_for
 from sdn.errors import SdnError, first_line, shown
 
 SUBSETS = ("training", "validation", "testing")
@@ -33,6 +34,7 @@ ACTIVITYNET_MIN_FRAMES = 16  # hard-coded in the original
 # More frames than any real video has (about 92 hours at 30 fps): a larger count is a corrupt
 # n_frames file or annotation, and would otherwise make a whole-video sample of that many indices.
 MAX_FRAMES = 10_000_000
+UNREADABLE_SHOWN = 20  # videos named when some cannot be read
 
 
 @dataclass(frozen=True)
@@ -125,27 +127,36 @@ def _entry_label(path: str, key: str, value: dict, labels: list[str]) -> str:
 
 
 def video_frame_count(path: str) -> int:
-    """``n_frames`` of a frame folder (its ``n_frames`` file) or of a video file (decoded count)."""
+    """``n_frames`` of a frame folder (its ``n_frames`` file) or of a video file (from its packets, see VideoFile)."""
     if os.path.isdir(path):
         return read_n_frames_file(path)
     return open_video(path).num_frames()
 
 
-def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], annotation: str, subset: str,
-             root: str) -> list[VideoEntry]:
+def _collect(candidates: Sequence[tuple[str, Callable[[str, int | None], VideoEntry]]], annotation: str,
+             subset: str, root: str, *, count_files: bool = True) -> list[VideoEntry]:
     """Resolve each candidate's base path; build entries for those found; report the missing ones.
 
     As the original, missing videos and videos with ``n_frames <= 0`` are skipped; unlike it, the
-    number skipped is printed, and finding none at all is an error.
+    number skipped is printed, and finding none at all is an error. With ``count_files``, the
+    video files found are counted together (in parallel, cached in the index file next to the
+    annotation); those that cannot be counted are listed by name and skipped.
     """
-    entries, missing, empty = [], [], []
+    entries, missing, empty, found = [], [], [], []
     bar = tqdm(candidates, desc=f"reading {subset} videos", unit="video", disable=len(candidates) < 1000)
     for base, make in bar:
         path = resolve_video(base)
         if path is None:
             missing.append(base)
+        else:
+            found.append((path, make))
+    counted = FrameCounts()
+    if count_files:
+        counted = frame_counts([path for path, _ in found if not os.path.isdir(path)], index_path_for(annotation))
+    for path, make in found:
+        if path in counted.failures:
             continue
-        entry = make(path)
+        entry = make(path, counted.counts.get(path))
         if entry.n_frames > MAX_FRAMES:
             raise SdnError(f"{annotation}: video {shown(path)} would have {entry.n_frames} frames "
                            f"(more than {MAX_FRAMES}); its n_frames file or annotation is corrupt")
@@ -153,6 +164,8 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
             entries.append(entry)
         else:
             empty.append(path)
+    if counted.failures:
+        _report_unreadable(counted.failures, annotation, subset, len(candidates), bool(entries))
     if missing:
         print(f"note: {len(missing)} of {len(candidates)} {subset} videos listed in {annotation} were not found "
               f"(e.g. {missing[0]}); skipped")
@@ -165,6 +178,19 @@ def _collect(candidates: Sequence[tuple[str, Callable[[str], VideoEntry]]], anno
     if not candidates:
         raise SdnError(f"{annotation}: no video in subset {subset!r}")
     return entries
+
+
+def _report_unreadable(failures: dict[str, str], annotation: str, subset: str, listed: int, any_found: bool) -> None:
+    """Name the videos whose frames cannot be counted (skipped, as missing ones); all of them is an error."""
+    first = next(iter(failures))
+    if not any_found:
+        raise SdnError(f"{annotation}: none of the {subset} videos found can be read (e.g. {shown(first)}: "
+                       f"{failures[first]})")
+    print(f"note: {len(failures)} of {listed} {subset} videos listed in {annotation} cannot be read; skipped:")
+    for path in list(failures)[:UNREADABLE_SHOWN]:
+        print(f"  {shown(path)}: {failures[path]}")
+    if len(failures) > UNREADABLE_SHOWN:
+        print(f"  ... and {len(failures) - UNREADABLE_SHOWN} more")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,9 +236,11 @@ def read_ucf_hmdb(annotation_path: str, video_root: str, subset: str) -> tuple[l
     return labels, _collect(candidates, annotation_path, subset, video_root)
 
 
-def _maker(video_id: str, label: int, class_dir: str, n_frames: int | None = None) -> Callable[[str], VideoEntry]:
-    def make(path: str) -> VideoEntry:
-        count = video_frame_count(path) if n_frames is None else n_frames
+def _maker(video_id: str, label: int, class_dir: str,
+           n_frames: int | None = None) -> Callable[[str, int | None], VideoEntry]:
+    """The entry of a found video: ``n_frames`` from the annotation, else ``counted``, else its own count."""
+    def make(path: str, counted: int | None) -> VideoEntry:
+        count = n_frames if n_frames is not None else counted if counted is not None else video_frame_count(path)
         return VideoEntry(path, video_id, label, class_dir, count)
     return make
 
@@ -255,7 +283,7 @@ def read_diving48(annotation_dir: str, video_root: str, subset: str) -> tuple[li
                 f"Diving48_vocab.json ({len(names)} classes)")
         base = os.path.join(video_root, _inside(path, f"{where}: vid_name", item["vid_name"]))
         candidates.append((base, _maker(item["vid_name"], label, names[label], n_frames=end - start + 1)))
-    return names, _collect(candidates, path, subset, video_root)
+    return names, _collect(candidates, path, subset, video_root, count_files=False)
 
 
 # ----------------------------------------------------------------------------------------------

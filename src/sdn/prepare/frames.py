@@ -7,8 +7,9 @@ processes, and a video counts as done only when its ``n_frames`` file names exac
 present. Each video is written into a hidden staging folder and renamed into place once
 complete, so a crash never leaves a half-written folder under the final name.
 
-Frame ``i`` is the ``i``-th decoded frame, the numbering sdn's ``VideoFile`` uses, so frame
-folders and the videos they came from give the same clips.
+Frames are decoded by ``VideoFile.decoded_frames``, the one decoding path of sdn: frame ``i`` is
+the ``i``-th decoded frame, the numbering ``VideoFile.read`` uses, so frame folders and the videos
+they came from give the same clips.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import av
 from tqdm import tqdm
 
-from sdn.data.video import FRAME_NAME, VIDEO_EXTENSIONS, read_n_frames_file
+from sdn.data.video import FRAME_NAME, VIDEO_EXTENSIONS, VideoFile, read_n_frames_file
 from sdn.errors import BadSampleError, SdnError
 from sdn.io import atomic_write_text
 from sdn.prepare.common import Failure, exit_status, print_failures
@@ -145,40 +145,22 @@ def output_size(width: int, height: int, size: int, side: str) -> tuple[int, int
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-@contextlib.contextmanager
-def _open_video(source: str) -> Iterator[av.container.InputContainer]:
-    """The opened video; failures to open or decode it (also inside the ``with`` body) are BadSampleErrors."""
-    try:
-        with av.open(source) as container:
-            if not container.streams.video:
-                raise BadSampleError(source, "contains no video stream")
-            yield container
-    except av.FFmpegError as error:
-        raise BadSampleError(source, f"cannot decode video ({error.strerror or error})") from error
-
-
-def _fps(container: av.container.InputContainer, count: int) -> float:
-    """Stored frames over the video's seconds, as the original fps.py; the nominal rate without a duration."""
-    stream = container.streams.video[0]
-    if stream.duration and stream.time_base:
-        return count / float(stream.duration * stream.time_base)
-    if container.duration:
-        return count / (container.duration / av.time_base)
-    return float(stream.average_rate or 0.0)
-
-
 def _write_frames(job: FrameJob, directory: str) -> tuple[int, float]:
-    """Decode, scale and save every frame; return the frame count and the frames per second."""
+    """Decode, scale and save every frame; return the frame count and the frames per second.
+
+    Frames come from ``VideoFile.decoded_frames``, the decoding every sdn reader uses, so frame
+    ``i`` here is frame ``i`` of ``VideoFile.read`` on the same video.
+    """
+    video = VideoFile(job.source)
     count = 0
-    with _open_video(job.source) as container:
-        for count, frame in enumerate(container.decode(container.streams.video[0]), start=1):
-            width, height = output_size(frame.width, frame.height, job.size, job.side)
-            # swscale bicubic, the scaler ffmpeg's -vf scale used in the original scripts
-            frame.to_image(width=width, height=height, interpolation="BICUBIC").save(
-                os.path.join(directory, FRAME_NAME.format(count)), quality=job.quality)
-        if count == 0:
-            raise BadSampleError(job.source, "no frame can be decoded")
-        return count, _fps(container, count)
+    for count, frame in enumerate(video.decoded_frames(), start=1):
+        width, height = output_size(frame.width, frame.height, job.size, job.side)
+        # swscale bicubic, the scaler ffmpeg's -vf scale used in the original scripts
+        frame.to_image(width=width, height=height, interpolation="BICUBIC").save(
+            os.path.join(directory, FRAME_NAME.format(count)), quality=job.quality)
+    if count == 0:
+        raise BadSampleError(job.source, "no frame can be decoded")
+    return count, video.frames_per_second(count)
 
 
 def extract(job: FrameJob) -> FrameResult:
