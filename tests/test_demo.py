@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from sdn.cli.main import main as sdn_main
-from sdn.demo import METHODS, METRICS, QUICK, aggregate, plan_jobs, run_demo, summarize, sweep_summary, t_quantile, targets
+from sdn.demo import (METHODS, METRICS, QUICK, aggregate, plan_jobs, run_demo, run_dir, summarize, sweep_summary,
+                      t_quantile, targets, train_argv)
 
 TINY = replace(QUICK, seeds=2, biases=(0.9, 0.99), train_per_class=8, val_per_class=8, ooc_per_class=2,
                test_per_class=2, frames=4, width=40, height=32, sample_size=16, sample_duration=4, batch_size=8,
@@ -90,10 +91,16 @@ def test_statistics_helpers():
 
 def test_plan_trains_chains_together_and_the_sweep_baseline_at_every_bias(tmp_path):
     config = replace(TINY, seeds=1, methods=("baseline", "scene_adv", "full_original", "full_paper", "fame",
-                                             "upper_bound"))
+                                             "stillmix", "upper_bound"))
     jobs = plan_jobs(tmp_path, config, places=8)
     keys = sorted(job.keys for job in jobs)
     assert ("baseline", "scene_adv", "full_original", "full_paper") in keys
     assert keys.count(("baseline",)) == 1 and ("fame",) in keys and ("upper_bound",) in keys
-    assert sorted(job.bias for job in jobs if job.keys == ("static_reference",)) == [0.9, 0.99]
+    # StillMix uses the seed's static reference as its reference network: trained first, in the same job
+    assert ("static_reference", "stillmix") in keys
+    assert sorted(job.bias for job in jobs if job.keys == ("static_reference",)) == [0.9]
+    run_dirs = {key: run_dir(tmp_path, 0, 0.99, key) for key in METHODS}
+    argv = train_argv(METHODS["stillmix"], config, tmp_path / "data", 8, run_dirs, 0)
+    reference = run_dir(tmp_path, 0, 0.99, "static_reference") / "reference.pth"
+    assert argv[argv.index("--stillmix_reference") + 1] == str(reference)
     assert METHODS["full_paper"].phases == 1 and METHODS["scene_adv"].phases == 2 and METHODS["fame"].phases == 3

@@ -48,9 +48,12 @@ def reference_outputs(reference: FrameReference, dataset: Any, normalize: ClipNo
 
 
 def measure_static_reference(opt: argparse.Namespace, normalize: ClipNormalize, split_dirs: Sequence[str], *,
-                             seed: int, progress: bool = False) -> dict[str, Any]:
-    """Train the reference on ``opt``'s training set and measure it on the splits, in ``sdn analyze``'s layout."""
+                             seed: int, progress: bool = False, save_path: str | None = None) -> dict[str, Any]:
+    """Train the reference on ``opt``'s training set and measure it on the splits, in ``sdn analyze``'s layout;
+    ``save_path`` keeps the network (StillMix can use it as its reference: ``--stillmix_reference``)."""
     reference = fit_static_reference(opt, normalize, seed=seed, progress=progress)
+    if save_path is not None:
+        reference.save(save_path)
     splits = read_splits(split_dirs)
     outputs = {name: reference_outputs(reference, split_clips(opt, split, split.class_names), normalize)
                for name, split in splits.items()}

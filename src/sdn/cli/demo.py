@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     results = run_demo(out, config, progress=not args.no_progress)
     print(difference_table(results["summary"], results["keys"]))
     for name, item in results["targets"].items():
-        print(f"target {name}: {'met' if item['met'] else 'not met'} ({item.get('value', item.get('scuba_gain'))})")
+        value = item.get("value", item.get("scuba_gain"))
+        print(f"target {name}: {'met' if item['met'] else 'not met'}" + ("" if value is None else f" ({value:.1f})"))
     print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {out / 'differences.png'}, {out / 'sweep.png'}")
     return 0
 
