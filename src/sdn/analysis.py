@@ -127,8 +127,10 @@ def contrast_accuracy(scuba: Outputs, scufo: Outputs) -> dict[str, Any]:
     scuba_scores, scufo_scores = by_key(scuba.video_probabilities()), by_key(scufo.video_probabilities())
     truth = by_key(scuba.video_labels())
     paired = [key for key in scuba_scores if key in scufo_scores]
-    hits = [int(scuba_scores[key].argmax()) == truth[key] and int(scuba_scores[key].argmax()) != int(scufo_scores[key].argmax())
-            for key in paired]
+    hits = []
+    for key in paired:
+        predicted = int(scuba_scores[key].argmax())
+        hits.append(predicted == truth[key] and predicted != int(scufo_scores[key].argmax()))
     return {"videos_paired": len(paired), "videos_unpaired": len(scuba_scores) - len(paired),
             "contrast_accuracy": sum(hits) / len(hits) if hits else math.nan}
 
@@ -346,7 +348,8 @@ def actor_attention(loaded: LoadedModel, dataset: ClipDataset, detections: Human
 def measure_splits(loaded: LoadedModel, splits: dict[str, tuple[TestSplit, ClipDataset]],
                    settings: AnalysisSettings) -> dict[str, Any]:
     """Accuracy on every split; Contra. Acc. when both ``scuba`` and ``scufo`` are among them."""
-    outputs = {name: collect(loaded, dataset, settings, f"split {name}")["clip"] for name, (_, dataset) in splits.items()}
+    outputs = {name: collect(loaded, dataset, settings, f"split {name}")["clip"]
+               for name, (_, dataset) in splits.items()}
     result: dict[str, Any] = {name: {"directory": split.directory, "description": split.description,
                                      **accuracy_summary(outputs[name])} for name, (split, _) in splits.items()}
     if "scuba" in outputs and "scufo" in outputs:

@@ -403,7 +403,8 @@ def _pool(config: DemoConfig) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=config.workers, mp_context=multiprocessing.get_context("spawn"))
 
 
-def run_all(pool: ProcessPoolExecutor, function: Callable, items: list, bar: tqdm, describe: Callable[[Any], str]) -> list:
+def run_all(pool: ProcessPoolExecutor, function: Callable, items: list, bar: tqdm,
+            describe: Callable[[Any], str]) -> list:
     """Every item through ``function`` in the pool, the bar advancing as each finishes; the first failure stops."""
     pending: dict[Future, Any] = {pool.submit(function, item): item for item in items}
     done_results = []

@@ -70,7 +70,8 @@ def _check_out(path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = QUICK if args.quick else FULL if args.full else DEFAULT
-    chosen = {name: getattr(args, name) for name in (*OVERRIDES, "biases", "methods") if getattr(args, name) is not None}
+    names = (*OVERRIDES, "biases", "methods")
+    chosen = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     config = replace(config, **chosen).check()
     out = Path(args.out)
     _check_out(out)

@@ -60,7 +60,8 @@ def save_human_masks(path: str | os.PathLike, masks: Mapping[tuple[str, str], np
     keys = list(masks)
     for key in keys:
         if masks[key].ndim != 3 or 0 in masks[key].shape:
-            raise SdnError(f"{path}: the mask of class {key[0]!r}, video {key[1]!r} must be a non-empty [T, H, W] array")
+            raise SdnError(f"{path}: the mask of class {key[0]!r}, video {key[1]!r} must be a non-empty "
+                           "[T, H, W] array")
     write_packed_human_masks(path, [(key[0], key[1], tuple(masks[key].shape)) for key in keys],
                              (pack_mask(masks[key]) for key in keys), source)
 
@@ -132,7 +133,8 @@ class HumanMasks:
         """Load ``<human_masks_path>/masks_<train|val>.npz``."""
         path = os.path.join(str(human_masks_path), FILE_NAMES[split_of(subset)])
         if not os.path.isfile(path):
-            raise SdnError(f"{human_masks_path}: no human mask file for {subset!r} (looked for {FILE_NAMES[split_of(subset)]})")
+            raise SdnError(f"{human_masks_path}: no human mask file for {subset!r} "
+                           f"(looked for {FILE_NAMES[split_of(subset)]})")
         return cls(path)
 
     def __len__(self) -> int:

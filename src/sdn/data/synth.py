@@ -586,7 +586,8 @@ def _write_test_splits(root: Path, scenes: list[Scene], model: SceneModel, opts:
             frames, _, _ = render_actor(background, class_index, opts, rng)
             _write_frames(root / "splits" / "scuba" / label / key, frames)
             still = int(rng.integers(opts.frames))
-            _write_frames(root / "splits" / "scufo" / label / key, np.repeat(frames[still:still + 1], opts.frames, axis=0))
+            _write_frames(root / "splits" / "scufo" / label / key,
+                          np.repeat(frames[still:still + 1], opts.frames, axis=0))
             written["scuba"].append(SplitVideo(key, label, f"scuba/{key}", name))
             written["scufo"].append(SplitVideo(key, label, f"scuba/{key} frame {still + 1}", name))
     for split, entries in written.items():

@@ -78,7 +78,7 @@ def read_split(directory: str) -> TestSplit:
     """Read a split folder; a missing or malformed ``split.json`` is an SdnError naming it."""
     path = os.path.join(directory, SPLIT_FILE)
     if not os.path.isfile(path):
-        raise SdnError(f"{directory}: not a test split (no {SPLIT_FILE}; write one with sdn synth or sdn prepare scuba)")
+        raise SdnError(f"{directory}: not a test split (no {SPLIT_FILE}; sdn synth and sdn prepare scuba write them)")
     data = load_json(path)
     info = data.get("split") if isinstance(data, dict) else None
     name = info.get("name") if isinstance(info, dict) else None
