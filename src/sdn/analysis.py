@@ -350,8 +350,13 @@ def measure_splits(loaded: LoadedModel, splits: dict[str, tuple[TestSplit, ClipD
     """Accuracy on every split; Contra. Acc. when both ``scuba`` and ``scufo`` are among them."""
     outputs = {name: collect(loaded, dataset, settings, f"split {name}")["clip"]
                for name, (_, dataset) in splits.items()}
+    return split_results({name: split for name, (split, _) in splits.items()}, outputs)
+
+
+def split_results(splits: dict[str, TestSplit], outputs: dict[str, Outputs]) -> dict[str, Any]:
+    """Accuracy on every split; Contra. Acc. when both ``scuba`` and ``scufo`` are among them."""
     result: dict[str, Any] = {name: {"directory": split.directory, "description": split.description,
-                                     **accuracy_summary(outputs[name])} for name, (split, _) in splits.items()}
+                                     **accuracy_summary(outputs[name])} for name, split in splits.items()}
     if "scuba" in outputs and "scufo" in outputs:
         result["contrast"] = {"definition": "share of SCUBA videos predicted right whose SCUFO twin is predicted "
                               "differently", **contrast_accuracy(outputs["scuba"], outputs["scufo"])}

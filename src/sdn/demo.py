@@ -377,11 +377,10 @@ def _generate_job(args: tuple[Path, DemoConfig, int, float | None]) -> dict[str,
 def plan_jobs(out: Path, config: DemoConfig, places: int) -> list[Job]:
     """Chains at the highest bias (a start point and what continues it share a job), the sweep's baselines at
     the other biases, and the static reference at every bias; longest first."""
-    selected = [key for key in config.method_keys()]
     jobs = []
     for seed in range(config.seeds):
         chains: list[list[str]] = []
-        for key in selected:
+        for key in config.method_keys():
             chain = [STATIC_REFERENCE, key] if METHODS[key].reference else METHODS[key].chain()
             for existing in chains:
                 if existing[0] == chain[0]:
@@ -744,8 +743,8 @@ def write_results(out: Path, config: DemoConfig, generated: list[dict[str, Any]]
     for job in done:
         per_bias[job["bias"]][job["seed"]].update(job["results"])
         timings.update({f"seed{job['seed']}/bias{job['bias']:g}/{key}": s for key, s in job["seconds"].items()})
-    keys = [key for key in (*config.method_keys(), STATIC_REFERENCE)]
-    keys = [key for key in keys if key != "upper_bound"] + (["upper_bound"] if "upper_bound" in keys else [])
+    keys = [key for key in config.method_keys() if key != "upper_bound"] + [STATIC_REFERENCE]
+    keys += ["upper_bound"] if "upper_bound" in config.method_keys() else []
     summary = aggregate(per_bias[config.top_bias], keys)
     sweep = sweep_summary(per_bias)
     data = {

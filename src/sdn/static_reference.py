@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from sdn.analysis import Outputs, accuracy_summary, contrast_accuracy, read_splits, split_clips, training_clips
+from sdn.analysis import Outputs, read_splits, split_clips, split_results, training_clips
 from sdn.data.transforms import ClipNormalize
 from sdn.methods.frame_reference import FrameReference, clip_loader, train_frame_reference
 
@@ -57,10 +57,6 @@ def measure_static_reference(opt: argparse.Namespace, normalize: ClipNormalize, 
     splits = read_splits(split_dirs)
     outputs = {name: reference_outputs(reference, split_clips(opt, split, split.class_names), normalize)
                for name, split in splits.items()}
-    result: dict[str, Any] = {name: {"directory": splits[name].directory, **accuracy_summary(out)}
-                              for name, out in outputs.items()}
-    if "scuba" in outputs and "scufo" in outputs:
-        result["contrast"] = contrast_accuracy(outputs["scuba"], outputs["scufo"])
     return {"model": f"2D frame network (width {reference.width}), {EPOCHS} epochs on {TRAINING_FRAMES} frames of "
                      "every training video",
-            "splits": result}
+            "splits": split_results(splits, outputs)}

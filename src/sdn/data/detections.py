@@ -37,12 +37,13 @@ SAFE_NAMES = {"train": "detection_train.npz", "val": "detection_val.npz"}
 _INT64 = np.iinfo(np.int64)
 
 
-def _split_of(subset: str) -> str:
+def split_of(subset: str, what: str = "human detections") -> str:
+    """``train`` or ``val`` for a subset name (``training``, ``validation``, ``val``, ...): the file of ``what``."""
     if "train" in subset:
         return "train"
     if "val" in subset:
         return "val"
-    raise SdnError(f"human detections exist only for training and validation subsets, not {subset!r}")
+    raise SdnError(f"{what} exist only for training and validation subsets, not {subset!r}")
 
 
 def _is_int_key(value: Any) -> bool:
@@ -202,7 +203,7 @@ class HumanDetections:
 
         The safe file wins when both exist, so a converted dataset never needs the unpickler.
         """
-        split = _split_of(subset)
+        split = split_of(subset)
         safe = os.path.join(str(human_dets_path), SAFE_NAMES[split])
         original = os.path.join(str(human_dets_path), ORIGINAL_NAMES[split])
         if os.path.isfile(safe):

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from numpy.lib import format as npy_format
 
+from sdn.data.detections import split_of
 from sdn.data.safe_pickle import load_npz
 from sdn.errors import SdnError, first_line
 from sdn.io import atomic_open
@@ -37,15 +38,6 @@ NPZ_VERSION = 1
 SOURCES = ("exact", "segmentation", "boxes")
 FILE_NAMES = {"train": "masks_train.npz", "val": "masks_val.npz"}
 _INDEX_KEYS = ("class_dirs", "video_ids", "shapes")
-
-
-def split_of(subset: str) -> str:
-    """``train`` or ``val`` for a subset name (``training``, ``validation``, ``val``, ...)."""
-    if "train" in subset:
-        return "train"
-    if "val" in subset:
-        return "val"
-    raise SdnError(f"human masks exist only for training and validation subsets, not {subset!r}")
 
 
 def _member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -131,10 +123,10 @@ class HumanMasks:
     @classmethod
     def from_path(cls, human_masks_path: str, subset: str) -> "HumanMasks":
         """Load ``<human_masks_path>/masks_<train|val>.npz``."""
-        path = os.path.join(str(human_masks_path), FILE_NAMES[split_of(subset)])
+        name = FILE_NAMES[split_of(subset, "human masks")]
+        path = os.path.join(str(human_masks_path), name)
         if not os.path.isfile(path):
-            raise SdnError(f"{human_masks_path}: no human mask file for {subset!r} "
-                           f"(looked for {FILE_NAMES[split_of(subset)]})")
+            raise SdnError(f"{human_masks_path}: no human mask file for {subset!r} (looked for {name})")
         return cls(path)
 
     def __len__(self) -> int:

@@ -87,8 +87,3 @@ def read_split(directory: str) -> TestSplit:
     labels, entries = read_ucf_hmdb(path, directory, "validation")
     return TestSplit(name, directory, path, labels, entries, str(info.get("description", "")))
 
-
-def split_sources(directory: str) -> dict[str, str]:
-    """``{key: source video}`` of a split, for pairing and for reports."""
-    database = load_json(os.path.join(directory, SPLIT_FILE))["database"]
-    return {key: str(value.get("source", key)) for key, value in database.items()}
