@@ -1,4 +1,4 @@
-"""What one training iteration computes, for each of the three SDN modes (reference section 9),
+"""What one training iteration computes, for each of the three SDN modes (as the original code computes it),
 and ALBAR's change to it (``--debias albar``, a wrapper around any mode).
 
 An objective turns the batches of one iteration into a sequence of losses. The trainer takes one
