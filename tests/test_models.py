@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from sdn.errors import SdnError
-from sdn.models import (MODEL_DEPTHS, GradientReversal, SDNOutput, adversarial_parameter_split, arch_name,
+from sdn.models import (FAMILIES, GradientReversal, SDNOutput, adversarial_parameter_split, arch_name,
                         build_model, fine_tuning_parameters)
 from sdn.models.resnet import ZeroPadShortcut
 
@@ -186,7 +186,7 @@ def test_head_batchnorm_init():
 # ----------------------------------------------------------------------------- every family
 
 
-@pytest.mark.parametrize("family, depth", [(f, d) for f, depths in MODEL_DEPTHS.items() for d in depths])
+@pytest.mark.parametrize("family, depth", [(f, d) for f, family in FAMILIES.items() for d in family.depths])
 def test_every_family_and_depth_builds_with_heads(family, depth):
     with torch.device("meta"):
         model = build_model(family, depth, n_classes=7, sample_size=32, sample_duration=16, with_place_head=True,
@@ -204,7 +204,7 @@ def test_every_family_and_depth_builds_with_heads(family, depth):
 @pytest.mark.parametrize("family, dim", [("wideresnet", 2048), ("resnext", 2048), ("densenet", 1024)])
 def test_feature_widths(family, dim):
     with torch.device("meta"):
-        model = build_model(family, MODEL_DEPTHS[family][0], n_classes=7)
+        model = build_model(family, FAMILIES[family].depths[0], n_classes=7)
     assert model.feature_dim == dim
     with torch.device("meta"):
         wide = build_model("wideresnet", 50, n_classes=7, wide_resnet_k=3)

@@ -21,6 +21,7 @@ from sdn.errors import SdnError
 from sdn.io import atomic_write_json
 from sdn.methods import CHOICES as DEBIAS_CHOICES
 from sdn.methods import METHODS
+from sdn.models.registry import FAMILIES, arch_name, family_of
 
 DATASETS = (
     "kinetics",
@@ -32,7 +33,6 @@ DATASETS = (
     "hmdb51",
     "diving48",
 )
-MODELS = ("resnet", "preresnet", "wideresnet", "resnext", "densenet")
 MASK_LOSSES = ("original", "paper", "cross_entropy")
 
 def _add_original_options(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +126,9 @@ def _add_original_options(parser: argparse.ArgumentParser) -> None:
     add("--no_hflip", action="store_true", help="Accepted for compatibility (unused in the original: training always flips)")
     parser.set_defaults(no_hflip=False)
     add("--norm_value", default=1, type=int, help="If 1, range of inputs is [0-255]. If 255, range of inputs is [0-1].")
-    add("--model", default="resnet", type=str, help="(" + " | ".join(MODELS) + ")")
+    add("--model", default="resnet", type=str, help="Backbone: " + "; ".join(
+        f"{name} ({family.summary}{', depth ' + '/'.join(map(str, family.depths)) if family.depths else ''})"
+        for name, family in FAMILIES.items()))
     add("--model_depth", default=18, type=int, help="Depth of the model")
     add("--resnet_shortcut", default="B", type=str, help="Shortcut type of resnet (A | B)")
     add("--wide_resnet_k", default=2, type=int, help="Wide resnet k")
@@ -232,9 +234,7 @@ def _validate(opt: argparse.Namespace) -> None:
     """Reject combinations the original accepted but then crashed on (or silently ignored)."""
     if opt.dataset not in DATASETS:
         raise SdnError(f"--dataset {opt.dataset!r}: must be one of {', '.join(DATASETS)}")
-    if opt.model not in MODELS:
-        hint = " (the experimental 2-D vgg of the original is not supported)" if opt.model == "vgg" else ""
-        raise SdnError(f"--model {opt.model!r}: must be one of {', '.join(MODELS)}{hint}")
+    family_of(opt.model)
     if opt.train_crop not in ("random", "corner", "center"):
         raise SdnError(f"--train_crop {opt.train_crop!r}: must be random, corner or center")
     if opt.test_subset not in ("val", "test"):
@@ -266,7 +266,7 @@ def resolve(opt: argparse.Namespace) -> argparse.Namespace:
     """Derive what the original derived at start-up, then validate once. Mutates and returns ``opt``."""
     _join_root(opt)
     opt.scales = compute_scales(opt.initial_scale, opt.n_scales, opt.scale_step)
-    opt.arch = f"{opt.model}-{opt.model_depth}"
+    opt.arch = arch_name(opt.model, opt.model_depth)
     opt.mean = get_mean(opt.norm_value, dataset=opt.mean_dataset)
     opt.std = get_std(opt.norm_value)
     _validate(opt)

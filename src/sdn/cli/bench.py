@@ -94,7 +94,7 @@ def _check(args: argparse.Namespace) -> None:
         raise SdnError(f"--frames ({args.frames}) must be larger than --sample_duration ({args.sample_duration})")
     if args.threads < 0 or args.matmul_size < 0:
         raise SdnError("--threads and --matmul_size must be >= 0")
-    from sdn.models.factory import check_model_choice  # imports torch: not before the arguments are read
+    from sdn.models.registry import check_model_choice
 
     check_model_choice(args.model, args.model_depth)
     if os.path.exists(args.out) and not os.path.isdir(args.out):

@@ -1,20 +1,34 @@
-"""SDN models: 3D backbones of the 2018 3D-ResNets families, each with the optional SDN heads."""
+"""SDN models: backbone families (the 2018 3D-ResNets and torchvision's video models), each with the SDN heads.
 
-from sdn.models.factory import MODEL_DEPTHS, arch_name, build_model, check_model_choice
-from sdn.models.grad_reversal import GradientReversal, reverse_gradient
-from sdn.models.heads import MLPBlock, SDNNet, SDNOutput
-from sdn.models.param_groups import adversarial_parameter_split, fine_tuning_parameters
+The registry (:mod:`sdn.models.registry`: names, depths, input normalisation) imports no torch;
+the rest is imported on first use, so ``sdn.config`` can list the models without torch.
+"""
 
-__all__ = [
-    "MODEL_DEPTHS",
-    "GradientReversal",
-    "MLPBlock",
-    "SDNNet",
-    "SDNOutput",
-    "adversarial_parameter_split",
-    "arch_name",
-    "build_model",
-    "check_model_choice",
-    "fine_tuning_parameters",
-    "reverse_gradient",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sdn.models.registry import FAMILIES, Family, arch_name, check_model_choice, family_of
+
+_LAZY = {
+    "ModelConfig": "sdn.models.factory",
+    "build_model": "sdn.models.factory",
+    "build_sdn_model": "sdn.models.factory",
+    "GradientReversal": "sdn.models.grad_reversal",
+    "reverse_gradient": "sdn.models.grad_reversal",
+    "MLPBlock": "sdn.models.heads",
+    "SDNNet": "sdn.models.heads",
+    "SDNOutput": "sdn.models.heads",
+    "adversarial_parameter_split": "sdn.models.param_groups",
+    "fine_tuning_parameters": "sdn.models.param_groups",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sdn.models' has no attribute {name!r}")
+
+
+__all__ = ["FAMILIES", "Family", "arch_name", "check_model_choice", "family_of", *_LAZY]

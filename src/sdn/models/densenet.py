@@ -165,3 +165,9 @@ def check_densenet_input(sample_size: int, sample_duration: int) -> None:
 def densenet(depth: int, **kwargs: Any) -> DenseNet:
     """DenseNet-121/169/201/264 (growth 32, 64 initial features, bn_size 4); ``kwargs`` go to ``DenseNet``."""
     return DenseNet(DENSENET_BLOCKS[depth], **kwargs)
+
+
+def build(config: Any) -> DenseNet:
+    """``--model densenet`` (``config`` is a :class:`~sdn.models.factory.ModelConfig`); checks the clip size."""
+    check_densenet_input(config.sample_size, config.sample_duration)
+    return densenet(config.model_depth, n_classes=config.n_classes, **config.head_options())

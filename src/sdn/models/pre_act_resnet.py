@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sdn.models.resnet import RESNET_LAYERS, ResNet, conv3x3x3
+from sdn.models.resnet import RESNET_LAYERS, ResNet, conv3x3x3, resnet_options
 
 # The ResNet stage layouts, without depth 10 (the original has no pre-activation ResNet-10).
 PRE_ACT_RESNET_LAYERS: dict[int, tuple[str, list[int]]] = {d: v for d, v in RESNET_LAYERS.items() if d != 10}
@@ -63,3 +63,10 @@ def pre_act_resnet(depth: int, **kwargs: Any) -> ResNet:
     kind, layers = PRE_ACT_RESNET_LAYERS[depth]
     block = PreActivationBasicBlock if kind == "basic" else PreActivationBottleneck
     return ResNet(block, layers, **kwargs)
+
+
+def build(config: Any) -> ResNet:
+    """``--model preresnet`` (``config`` is a :class:`~sdn.models.factory.ModelConfig`); ``--resnet_width`` narrows it."""
+    width = config.resnet_width
+    return pre_act_resnet(config.model_depth, stem_planes=width,
+                          stage_planes=tuple(width * 2 ** i for i in range(4)), **resnet_options(config))

@@ -180,3 +180,16 @@ def resnet(depth: int, **kwargs: Any) -> ResNet:
     """ResNet-10/18/34 (BasicBlock) or -50/101/152/200 (Bottleneck); ``kwargs`` go to :class:`ResNet`."""
     kind, layers = RESNET_LAYERS[depth]
     return ResNet(BasicBlock if kind == "basic" else Bottleneck, layers, **kwargs)
+
+
+def resnet_options(config: Any) -> dict[str, Any]:
+    """What every family built on :class:`ResNet` takes from a ``ModelConfig``: shortcut and heads."""
+    return dict(n_classes=config.n_classes, shortcut_type=config.resnet_shortcut,
+                detach_shortcut_a=config.detach_shortcut_a, **config.head_options())
+
+
+def build(config: Any) -> ResNet:
+    """``--model resnet`` (``config`` is a :class:`~sdn.models.factory.ModelConfig`); ``--resnet_width`` narrows it."""
+    width = config.resnet_width
+    return resnet(config.model_depth, stem_planes=width, stage_planes=tuple(width * 2 ** i for i in range(4)),
+                  **resnet_options(config))

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from sdn.models.resnet import Bottleneck, ResNet
+from sdn.models.resnet import Bottleneck, ResNet, resnet_options
 
 RESNEXT_LAYERS: dict[int, list[int]] = {
     50: [3, 4, 6, 3],
@@ -55,3 +55,8 @@ def resnext(depth: int, cardinality: int = 32, **kwargs: Any) -> ResNet:
         block_kwargs={"cardinality": cardinality},
         **kwargs,
     )
+
+
+def build(config: Any) -> ResNet:
+    """``--model resnext`` (``config`` is a :class:`~sdn.models.factory.ModelConfig`)."""
+    return resnext(config.model_depth, cardinality=config.resnext_cardinality, **resnet_options(config))

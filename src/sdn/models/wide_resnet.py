@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdn.models.resnet import Bottleneck, ResNet
+from sdn.models.resnet import Bottleneck, ResNet, resnet_options
 
 WIDE_RESNET_LAYERS: dict[int, list[int]] = {50: [3, 4, 6, 3]}
 
@@ -23,3 +23,8 @@ def wide_resnet(depth: int, k: int = 2, **kwargs: Any) -> ResNet:
     """Wide ResNet-50 with width multiplier ``k`` (``--wide_resnet_k``); ``kwargs`` go to ``ResNet``."""
     planes = (64 * k, 128 * k, 256 * k, 512 * k)
     return ResNet(WideBottleneck, WIDE_RESNET_LAYERS[depth], stage_planes=planes, **kwargs)
+
+
+def build(config: Any) -> ResNet:
+    """``--model wideresnet`` (``config`` is a :class:`~sdn.models.factory.ModelConfig`)."""
+    return wide_resnet(config.model_depth, k=config.wide_resnet_k, **resnet_options(config))
