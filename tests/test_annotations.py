@@ -1,4 +1,4 @@
-"""Annotation readers and clip windows (reference sections 11.1-11.3, 11.6-11.8).
+"""Annotation readers and clip windows, for every dataset format of the original.
 
 Every test writes its own tiny dataset under ``tmp_path``: annotation JSON files, frame folders
 (an ``n_frames`` file and, where the reader looks at them, a few small JPEGs) and video files.
@@ -388,7 +388,7 @@ def test_diving48_with_no_video_found_names_the_json(diving48, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Clip windows (11.3)
+# Clip windows (the original's n_samples_for_each_video rule)
 
 
 @pytest.mark.parametrize("n_frames, n_samples, starts", [
@@ -447,7 +447,7 @@ def test_make_clips_keeps_video_order_and_count_clips_agrees():
 
 
 # ---------------------------------------------------------------------------------------------
-# ActivityNet (11.8)
+# ActivityNet
 
 
 TAXONOMY = [

@@ -1,4 +1,4 @@
-"""Clip datasets and the ``--dataset`` factories (reference sections 11, 12, 13.2-13.3) on a synth dataset.
+"""Clip datasets and the ``--dataset`` factories on a synth dataset.
 
 One small synthetic dataset (``sdn.data.synth``: 2 classes, 3 training and 2 validation videos
 per class, 12 frames of 48x36) is generated per module; tests that need another layout build it
@@ -226,7 +226,7 @@ def test_kinetics_adv_rejects_a_wrong_number_of_places(synth):
 
 
 # ---------------------------------------------------------------------------------------------
-# kinetics_adv_msk: the human-masked second dataset (11.4)
+# kinetics_adv_msk: the human-masked second dataset
 
 
 def _pil_mask_humans(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -325,7 +325,7 @@ def test_masked_training_items_are_deterministic(synth):
 
 
 # ---------------------------------------------------------------------------------------------
-# kinetics_bkgmsk (11.5)
+# kinetics_bkgmsk: background masking
 
 
 def test_kinetics_bkgmsk_blacks_out_the_background(synth):

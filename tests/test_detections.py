@@ -1,4 +1,4 @@
-"""Human detections (section 12.2): lookups, the 0.3/0.7 video filter, repeat-to-length, formats."""
+"""Human detections: lookups, the 0.3/0.7 video filter, repeat-to-length, formats."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training engine: objectives, optimizer schedule, trainer, logs, resume (reference sections 7.3, 8, 9, 15.1).
+"""The training engine: objectives, optimizer schedule, trainer, logs, resume.
 
 * the full mode's two optimizer steps per iteration, in the original order, observed with hooks;
 * the sign of each mask-loss variant's gradient at the backbone, against the un-reversed quantity
@@ -137,7 +137,7 @@ def assert_same(a, b, where: str = "state") -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Objectives: the full mode's order of operations (reference 9.2)
+# Objectives: the full mode's order of operations
 
 
 def test_full_objective_yields_lazily_so_the_masked_forward_comes_after_the_first_step():
@@ -223,7 +223,7 @@ def test_full_mode_takes_the_unmasked_step_then_the_masked_step_each_iteration(t
     moved_fc = not torch.equal(steps[3]["before"]["fc"], steps[3]["after"]["fc"])
     assert moved_hm == moved_fc == (not to_none)
 
-    # The losses are those of reference 9.2, recomputed from the recorded forward outputs.
+    # The losses are the original's, recomputed from the recorded forward outputs.
     soft_ce = SoftCrossEntropy()
     _, rows = read_log(tmp_path / "train_batch.log")
     assert [(r["batch"], r["iter"]) for r in rows] == [("1", "1"), ("2", "2")]
@@ -249,7 +249,7 @@ def test_place_entropy_term_is_weighted_in_training_unweighted_in_validation_fro
     out = SDNOutput(action=torch.randn(3, CLASSES, generator=g), place=torch.randn(3, PLACES, generator=g))
     batch = {"clip": None, "label": torch.tensor([0, 2, 1]), "place": torch.softmax(torch.randn(3, PLACES), 1)}
     base = F.cross_entropy(out.action, batch["label"]) + SoftCrossEntropy()(out.place, batch["place"])
-    h = entropy(out.place) * (-1 if maximize else 1)  # HLoss: +H, or -H with --is_entropy_max (9.1)
+    h = entropy(out.place) * (-1 if maximize else 1)  # HLoss: +H, or -H with --is_entropy_max
 
     def total(steps) -> float:
         (step,) = list(steps)
@@ -264,7 +264,7 @@ def test_place_entropy_term_is_weighted_in_training_unweighted_in_validation_fro
 
 
 # ---------------------------------------------------------------------------------------------
-# Gradient signs (reference 9.3)
+# Gradient signs at the backbone, behind the gradient reversal layers
 
 
 @pytest.mark.parametrize("flags, variant", [
@@ -328,7 +328,7 @@ def test_mask_step_gradient_reaches_the_backbone_with_the_reference_sign(flags, 
         total += float(plain_grads[name].abs().sum())
     assert total > 1e-6  # a real gradient reached the backbone
 
-    # In words (9.3): one descent step of the backbone on the mask loss moves the un-reversed quantity by
+    # In words: one descent step of the backbone on the mask loss moves the un-reversed quantity by
     # -lr * sign * |grad|^2: 'original' lowers the hm head's entropy (plain = -H rises), 'cross_entropy'
     # raises the hm head's CE, 'paper' raises the action entropy (plain = -H falls).
     inner = sum(float((grads[n] * plain_grads[n]).sum()) for n in backbone if grads[n] is not None)
@@ -352,7 +352,7 @@ def test_scene_loss_gradient_is_reversed_and_scaled_by_alpha_at_the_backbone():
 
 
 # ---------------------------------------------------------------------------------------------
-# OptimizerSchedule (reference 8.3)
+# OptimizerSchedule
 
 
 def ids(params) -> set[int]:
@@ -484,7 +484,7 @@ def test_load_original_fills_the_optimizer_of_the_saved_epoch():
 
 
 # ---------------------------------------------------------------------------------------------
-# Logs (reference 15.1) and the trainer
+# Logs and the trainer
 
 
 def test_tab_logger_writes_the_original_format(tmp_path):
@@ -594,7 +594,7 @@ def test_non_finite_loss_stops_naming_epoch_and_batch(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Resume through the CLI (reference 7.3; sdn resumes every mode exactly)
+# Resume through the CLI (sdn resumes every mode exactly)
 
 
 @pytest.fixture(scope="module")
@@ -646,7 +646,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(synth_data, mode, mo
     names = {"baseline": ["main"], "place_adv": ["first", "second"], "full": ["first", "second"]}[mode]
     assert list(saved_1["optimizers"]) == names
     used = {"baseline": ("main", "main"), "place_adv": ("first", "second"), "full": ("second", "second")}[mode]
-    # The original "optimizer" key holds the optimizer of the epoch just finished (7.1).
+    # The original "optimizer" key holds the optimizer of the epoch just finished.
     assert_same(saved_1["optimizer"], saved_1["optimizers"][used[0]])
     assert_same(saved_2["optimizer"], saved_2["optimizers"][used[1]])
     assert saved_1["optimizers"][used[0]]["state"]  # momentum buffers exist

@@ -861,7 +861,7 @@ def test_fuzz_detections_npz(workdir, case, size):
 @given(boxes=st.lists(st.lists(st.lists(COORDINATES, min_size=5, max_size=5), max_size=3), min_size=1, max_size=3),
        size=st.tuples(st.integers(1, 9), st.integers(1, 9)), score_th=st.floats(0, 1))
 def test_fuzz_masking_with_legal_boxes(boxes, size, score_th):
-    """Inverted, off-frame and huge boxes are legal (section 12.2 and the detections docstring)."""
+    """Inverted, off-frame and huge boxes are legal (see the sdn.data.detections docstring)."""
     per_frame = [np.array(frame, dtype=np.float32).reshape(-1, 5) for frame in boxes]
     _check_masking(per_frame, *size)
     frames = torch.full((len(per_frame), 3, *size), 7, dtype=torch.uint8)

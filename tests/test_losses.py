@@ -1,4 +1,4 @@
-"""Losses against hand computations, with the signs of reference section 9.1."""
+"""Losses against hand computations, with the signs of the original."""
 
 import math
 

@@ -30,7 +30,7 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-# ----------------------------------------------------------------------------- reference section 6
+# ----------------------------------------------------------------------------- the original state-dict layout
 
 
 def _bn(prefix, channels):
@@ -43,7 +43,7 @@ def _mlp_block(prefix, width=512):
 
 
 def reference_resnet18_layout(hm_blocks, place_blocks):
-    """The key order and shapes of reference section 6.1 (without the ``module.`` prefix)."""
+    """The key order and shapes of an original ResNet-18 SDN checkpoint (without the ``module.`` prefix)."""
     keys = [("conv1.weight", (64, 3, 7, 7, 7))] + _bn("bn1", 64)
     inplanes = 64
     for stage, planes in enumerate((64, 128, 256, 512), start=1):
@@ -176,7 +176,7 @@ def test_head_batchnorm_init():
     assert weights.min() >= 0 and weights.max() < 1 and not torch.all(weights == 1)
     assert all(torch.count_nonzero(bn.bias) == 0 for bn in head_bns)
     assert all(torch.all(m.weight == 1) for m in ones.modules() if isinstance(m, nn.BatchNorm1d))
-    # Backbone BatchNorm3d is always weight 1, bias 0 (reference 5.4).
+    # Backbone BatchNorm3d is always weight 1, bias 0, as the original initialised it.
     bn3d = [m for m in uniform.modules() if isinstance(m, nn.BatchNorm3d)]
     assert all(torch.all(m.weight == 1) and torch.count_nonzero(m.bias) == 0 for m in bn3d)
     with pytest.raises(SdnError, match="head_bn_init"):
@@ -307,7 +307,7 @@ def test_factory_errors_and_arch_name():
         build_model("resnet", 10, n_classes=5, with_place_head=True, num_places_classes=0)
 
 
-# ----------------------------------------------------------------------------- parameter groups (section 8)
+# ----------------------------------------------------------------------------- parameter groups (fine-tuning lists)
 
 
 def _names(model, params):

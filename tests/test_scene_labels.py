@@ -1,4 +1,4 @@
-"""Restricted unpickling of the original .npy files, and scene pseudo-label targets (section 12.1)."""
+"""Restricted unpickling of the original .npy files, and scene pseudo-label targets."""
 
 from __future__ import annotations
 

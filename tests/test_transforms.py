@@ -1,7 +1,7 @@
-"""Transforms: exact boxes and draws of reference section 13, and fidelity to the original PIL path.
+"""Transforms: exact boxes and draws of the original, and fidelity to the original PIL path.
 
-The fidelity tests re-create the original per-frame PIL pipeline here, from the reference text
-(not from sdn code), and compare it with the whole-clip tensor pipeline on JPEG frames that look
+The fidelity tests re-create the original per-frame PIL pipeline here, as the original
+wrote it (not from sdn code), and compare it with the whole-clip tensor pipeline on JPEG frames that look
 like real video (gradients, shapes, text-like edges, noise).
 """
 

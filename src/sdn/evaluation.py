@@ -1,7 +1,7 @@
 """Video-level accuracy of a test result file (``val.json``): the original ``utils/eval_*.py``.
 
 The original scripts build pandas frames and score every ground-truth video by whether its label
-is among the top-k predictions (reference 10.4). This module keeps their numbers exactly and
+is among the top-k predictions. This module keeps their numbers exactly and
 needs neither pandas nor torch:
 
 * the denominator is the number of unique ground-truth video ids; a video without predictions

@@ -1,11 +1,11 @@
-"""The losses of SDN (reference section 9.1).
+"""The losses of SDN, with the original's signs.
 
 * action loss: ordinary cross entropy on the action logits;
 * scene loss: cross entropy against a probability vector (soft pseudo labels) or a class index;
 * entropy loss (the original ``HLoss``): +H by default, -H with ``maximize=True``.
 
 Signs matter: minimising ``EntropyLoss(maximize=True)`` *raises* the entropy of the logits it
-sees. Through a gradient reversal layer the backbone then receives the opposite push (9.3).
+sees. Through a gradient reversal layer the backbone then receives the opposite push.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Annotation readers: which videos a subset holds, their labels, frame counts and clip windows.
 
-One reader per dataset format of the original (reference section 11): Kinetics-style JSON
-(Kinetics, UCF-101, HMDB-51), the Diving48 annotation directory and ActivityNet. Each returns
-the class names (index = class id, as the original) and ``VideoEntry`` records; ``make_clips``
-turns entries into ``ClipSample`` windows exactly as the original's ``n_samples_for_each_video``
-rule did (11.3).
+One reader per dataset format of the original: Kinetics-style JSON (Kinetics, UCF-101, HMDB-51),
+the Diving48 annotation directory and ActivityNet. Each returns the class names (index = class id,
+as the original) and ``VideoEntry`` records; ``make_clips`` turns entries into ``ClipSample``
+windows exactly as the original's ``n_samples_for_each_video`` rule did.
 
 Every video may be a frame folder (``image_%05d.jpg`` + ``n_frames``, the original layout) or a
 video file with the same name plus an extension (``.mp4``, ...), decoded directly. Videos that
@@ -291,7 +290,10 @@ def read_diving48(annotation_dir: str, video_root: str, subset: str) -> tuple[li
 
 
 def window_step(n_frames: int, n_samples: int, sample_duration: int) -> int:
-    """Distance between window starts (11.3); ``n_samples <= 0`` means test windows."""
+    """Distance between window starts (the original's ``n_samples_for_each_video`` rule).
+
+    ``n_samples <= 0`` means test windows.
+    """
     if n_samples > 1:
         return max(1, math.ceil((n_frames - 1 - sample_duration) / (n_samples - 1)))
     return sample_duration
@@ -372,7 +374,7 @@ def _last_image_index(directory: str) -> int:
 
 def read_activitynet(annotation_path: str, video_root: str, subset: str, n_samples: int,
                      sample_duration: int) -> tuple[list[str], list[ClipSample]]:
-    """ActivityNet clips (11.8): trimmed segments for training/validation, untrimmed windows for testing.
+    """ActivityNet clips: trimmed segments for training/validation, untrimmed windows for testing.
 
     Only frame folders are supported (the format needs an ``fps`` file); clips shorter than 16
     frames are skipped, as the original.

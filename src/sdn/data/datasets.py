@@ -1,4 +1,4 @@
-"""Clip datasets and the ``--dataset`` factories of the original (reference sections 11 and 2.3).
+"""Clip datasets and the ``--dataset`` factories of the original.
 
 One ``ClipDataset`` serves every dataset name; what differs is which clips it holds and which
 targets it adds. An item is a dict:
@@ -169,7 +169,7 @@ class ClipDataset(Dataset):
         return self.spatial(as_image)[:, 0] >= 128
 
     def _mask(self, frames, video: VideoEntry, indices: list[int], rng: random.Random, item: dict):
-        """Mask before cropping, in stored-frame pixels; one draw per clip decides (11.4, 11.5)."""
+        """Mask before cropping, in stored-frame pixels; one draw per clip decides (human or background)."""
         boxes = [self.detections.boxes(video.class_dir, video.video_id, i) for i in indices]
         apply = rng.random() < self.mask_ratio
         if self.mask_mode == "background":
@@ -226,7 +226,10 @@ def class_names_for(opt: argparse.Namespace) -> list[str]:
 
 def _human_masked(opt: argparse.Namespace, subset: str, names: list[str], entries: list[VideoEntry],
                   n_samples: int, spatial, temporal, seed: int) -> ClipDataset:
-    """The human-mask dataset (11.4): videos with enough detections, repeated to the unfiltered length."""
+    """The human-mask dataset (``kinetics_adv_msk``).
+
+    Videos with enough detections, repeated to the unfiltered length.
+    """
     detections = HumanDetections.from_path(opt.human_dets_path, subset)
     total = sum(count_clips(entry, n_samples, opt.sample_duration) for entry in entries)
     kept_entries = [entry for entry in entries
@@ -274,7 +277,7 @@ def actor_masks_for(opt: argparse.Namespace, subset: str) -> ActorMasks:
 
 
 def _test_dataset_name(dataset: str) -> str:
-    """Test clips are plain clips; the original rejected the adversarial names here (reference 18.1)."""
+    """Test clips are plain clips; the original rejected the adversarial names here."""
     return "kinetics" if dataset in KINETICS_FAMILY else dataset
 
 

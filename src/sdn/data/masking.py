@@ -1,4 +1,4 @@
-"""Human masking (section 11.4) and background masking (11.5) of uint8 frames ``[T, 3, H, W]``.
+"""Human masking and background masking of uint8 frames ``[T, 3, H, W]``.
 
 The original drew each box with ``ImageDraw.polygon([(x1,y1), (x1,y2), (x2,y2), (x2,y1)])``
 on the stored JPEG frames. For such an axis-aligned polygon PIL fills exactly the pixel

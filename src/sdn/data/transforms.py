@@ -1,4 +1,4 @@
-"""Spatial and temporal transforms with the original's exact semantics (reference section 13).
+"""Spatial and temporal transforms with the original's exact semantics.
 
 The original transformed each frame as a PIL image. Here a spatial transform sees the whole clip
 as one uint8 ``[T, 3, H, W]`` tensor: crops are slices and resizes are one antialiased bilinear

@@ -1,8 +1,8 @@
 """Video sources: JPEG frame folders (the original layout) and video files, behind one interface.
 
 Both return uint8 ``[T, 3, H, W]`` RGB frames for 1-based frame indices, so datasets never care
-where frames come from. Where the original silently returned a short clip on a missing frame
-(reference 18.1 item 7), every source raises ``BadSampleError`` naming the offending file.
+where frames come from. Where the original silently returned a short clip on a missing frame,
+every source raises ``BadSampleError`` naming the offending file.
 
 Video files are the one decoding path of sdn. At dataset scale they are counted without decoding
 (an MP4 sample table, or the demuxed packets) and read by seeking to the keyframe before a window,

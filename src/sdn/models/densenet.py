@@ -1,4 +1,4 @@
-"""3D DenseNet-BC (3D-ResNets-PyTorch 2018 ``models/densenet.py``; reference section 5.7).
+"""3D DenseNet-BC (3D-ResNets-PyTorch 2018 ``models/densenet.py``).
 
 State-dict keys equal the original's: ``features.conv0``, ``features.norm0``,
 ``features.denseblock{i}.denselayer{j}.{norm.1, conv.1, norm.2, conv.2}``,

@@ -1,4 +1,4 @@
-"""Gradient reversal layer (reference section 5.3).
+"""Gradient reversal layer, in front of the SDN scene and human-mask heads.
 
 The SDN heads sit behind this layer: the head itself learns to solve its task, while the
 backbone receives the *negated* (and scaled) gradient and so learns features that defeat the

@@ -1,4 +1,7 @@
-"""Parameter groups for fine-tuning, exactly as the original decides them (reference sections 8.1, 8.2).
+"""Parameter groups for fine-tuning, exactly as the original decides them.
+
+The plain split is the original's ``get_fine_tuning_parameters``, the adversarial split its
+``get_adv_fine_tuning_parameters``.
 
 Both functions classify parameters by **substring** matching of their names against lists of
 module names, first match wins, as the original did. The quirks that follow are kept on purpose
@@ -32,7 +35,7 @@ def _matches(name: str, names: list[str]) -> bool:
 
 
 def fine_tuning_parameters(model: nn.Module, ft_begin_index: int) -> list[Any]:
-    """The original ``get_fine_tuning_parameters`` (8.1), for the plain (baseline) optimizer.
+    """The original ``get_fine_tuning_parameters``, for the plain (baseline) optimizer.
 
     ``ft_begin_index == 0``: every parameter at the base LR. Otherwise one group per parameter:
     ``{'params': p}`` when its name contains a stage ``ft_begin_index..4`` name, a tail name or the
@@ -57,7 +60,7 @@ def adversarial_parameter_split(
     slower_hm_mlp: bool,
     verbose: bool = False,
 ) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """The original ``get_adv_fine_tuning_parameters`` (8.2): returns ``(pretrained, new)``.
+    """The original ``get_adv_fine_tuning_parameters``: returns ``(pretrained, new)``.
 
     ``new`` holds what the original warms up first: the place head (unless ``slower_place_mlp``),
     the hm head (if present and not ``slower_hm_mlp``) and the classifier (unless

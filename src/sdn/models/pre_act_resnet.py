@@ -1,4 +1,4 @@
-"""Pre-activation 3D ResNet (3D-ResNets-PyTorch 2018 ``models/pre_act_resnet.py``; reference section 5.7).
+"""Pre-activation 3D ResNet (3D-ResNets-PyTorch 2018 ``models/pre_act_resnet.py``).
 
 Blocks run BN -> ReLU -> conv and add the shortcut without a ReLU after the addition. The network
 around them (stem, stages, pooling, ``fc``) is :class:`~sdn.models.resnet.ResNet`; module names

@@ -1,4 +1,4 @@
-"""3D ResNet (3D-ResNets-PyTorch 2018 ``models/resnet.py``, SDN's backbone; reference sections 5.2, 5.4, 6).
+"""3D ResNet (3D-ResNets-PyTorch 2018 ``models/resnet.py``, SDN's backbone).
 
 Module names and registration order equal the original so original checkpoints load:
 ``conv1, bn1, layer1..layer4, fc`` (+ ``hm_mlp, place_mlp``), blocks ``conv1, bn1, conv2, bn2

@@ -1,4 +1,4 @@
-"""3D ResNeXt (3D-ResNets-PyTorch 2018 ``models/resnext.py``; reference section 5.7).
+"""3D ResNeXt (3D-ResNets-PyTorch 2018 ``models/resnext.py``).
 
 :class:`ResNeXtBottleneck` (expansion 2) with a grouped 3x3x3 convolution of width
 ``cardinality * planes // 32``; stage planes 128, 256, 512, 1024, so the feature is 2048 wide.

@@ -1,4 +1,4 @@
-"""Wide 3D ResNet (3D-ResNets-PyTorch 2018 ``models/wide_resnet.py``; reference section 5.7).
+"""Wide 3D ResNet (3D-ResNets-PyTorch 2018 ``models/wide_resnet.py``).
 
 ResNet-50 layout with :class:`WideBottleneck` (expansion 2) and stage widths ``64k, 128k, 256k,
 512k``, so the feature is ``512 * k * 2`` wide. Module names equal the original's.

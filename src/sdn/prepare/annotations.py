@@ -1,6 +1,6 @@
 """``sdn prepare annotations``: the original annotation JSON files from the official split files.
 
-Formats written (reference 11.2, 11.6-11.8, 14), as sdn's readers in ``sdn.data.annotations`` read them:
+Formats written, as sdn's readers in ``sdn.data.annotations`` read them:
 
 * Kinetics: ``{"labels": [...], "database": {"<youtube_id>_<start:06d>_<end:06d>": {"subset": ...,
   "annotations": {"label": ...}}}}``; labels are the training labels in first-appearance order and

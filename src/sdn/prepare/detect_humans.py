@@ -1,4 +1,4 @@
-"""``sdn prepare detect-humans``: per-frame human boxes for the human-mask loss (reference 12.2).
+"""``sdn prepare detect-humans``: per-frame human boxes for the human-mask loss.
 
 A torchvision Faster R-CNN (ResNet-50 FPN by default) runs on the stored frames; only the COCO
 ``person`` class (label 1) with score >= ``--score_threshold`` is kept. Boxes come back in the

@@ -1,4 +1,4 @@
-"""``sdn prepare scene-labels``: Places365 scene pseudo labels for every video (reference 12.1).
+"""``sdn prepare scene-labels``: Places365 scene pseudo labels for every video.
 
 The released labels came from a Places365-trained ResNet run on a few frames per video. This
 step does the same with the public checkpoints (``resnet18_places365.pth.tar``,
