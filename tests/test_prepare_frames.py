@@ -1,4 +1,4 @@
-"""``sdn prepare frames`` on videos made here with PyAV: counts, layouts, resuming, failures."""
+"""``sdn prepare frames`` on videos made here with PyAV: counts, layouts and their detection, resuming, failures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from PIL import Image
 
 from sdn.cli.main import main as sdn_main
 from sdn.data.video import FrameFolder, VideoFile
-from sdn.prepare.frames import extract_all, is_complete, output_size
+from sdn.errors import SdnError
+from sdn.prepare.frames import detect_layout, extract_all, is_complete, output_size
 
 
 def write_video(path: Path, n_frames: int, width: int = 64, height: int = 48, codec: str = "libx264",
@@ -149,3 +150,64 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert sdn_main(["prepare", "frames", str(tmp_path / "empty"), str(tmp_path / "jpg"), "--layout", "kinetics"]) == 2
     assert "no video files" in capsys.readouterr().err
     assert sdn_main(["prepare", "nonsense"]) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# The layout when --layout is not given
+
+
+def test_class_folders_are_detected_and_said(ucf_videos, tmp_path, capsys):
+    (ucf_videos / "empty_class").mkdir()  # a class folder without videos does not make it mixed
+    assert detect_layout(str(ucf_videos))[0] == "kinetics"
+    dst = tmp_path / "jpg"
+    assert sdn_main(["prepare", "frames", str(ucf_videos), str(dst), "--size", "48", "--no_progress"]) == 0
+    out = capsys.readouterr().out
+    assert "layout: class folders" in out and "detected: 2 class folders with videos" in out
+    assert is_complete(str(dst / "Punch" / "v_Punch_g01_c01"), False)
+    assert is_complete(str(dst / "Surfing" / "v_Surfing_g02_c01"), False)
+
+
+def test_a_flat_folder_is_detected_as_diving48(tmp_path, capsys):
+    src = tmp_path / "videos"
+    write_video(src / "-mmq0PT-u8k_00000.mp4", 3)
+    write_video(src / "-mmq0PT-u8k_00001.mp4", 4, seed=1)
+    (src / "no_videos").mkdir()  # a stray folder without videos is ignored
+    dst = tmp_path / "jpg"
+    assert sdn_main(["prepare", "frames", str(src), str(dst), "--size", "48", "--no_progress"]) == 0
+    out = capsys.readouterr().out
+    assert "layout: flat" in out and "diving48" in out and "detected: 2 videos directly in SRC" in out
+    assert (dst / "-mmq0PT-u8k_00001" / "n_frames").read_text() == "4"
+    assert not (dst / "-mmq0PT-u8k_00001" / "fps").exists()
+
+
+@pytest.mark.parametrize("contents", ["empty", "class_folder_without_videos", "mixed"])
+def test_a_folder_of_no_layout_is_a_one_line_error(tmp_path, capsys, contents):
+    src = tmp_path / "videos"
+    src.mkdir()
+    if contents == "class_folder_without_videos":
+        (src / "Punch").mkdir()
+        (src / "Punch" / "notes.txt").write_text("not a video")
+    if contents == "mixed":
+        write_video(src / "a.mp4", 2)
+        write_video(src / "Punch" / "b.mp4", 2)
+    assert sdn_main(["prepare", "frames", str(src), str(tmp_path / "jpg"), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{src}: cannot tell the layout" in err
+    assert ("it holds videos (1) and subfolders with videos (1)" in err) == (contents == "mixed")
+    assert not (tmp_path / "jpg").exists()
+    with pytest.raises(SdnError, match="does not exist"):
+        detect_layout(str(tmp_path / "none"))
+
+
+def test_an_explicit_layout_wins_over_detection(tmp_path, capsys):
+    src = tmp_path / "videos"
+    write_video(src / "abcdefghijk.mp4", 3)
+    write_video(src / "Punch" / "b.mp4", 2, seed=1)  # mixed: detection would refuse
+    dst = tmp_path / "jpg"
+    assert sdn_main(["prepare", "frames", str(src), str(dst), "--layout", "activitynet", "--size", "48",
+                     "--no_progress"]) == 0
+    assert "layout:" not in capsys.readouterr().out  # nothing detected, nothing said
+    assert sorted(os.listdir(dst)) == ["v_abcdefghijk"] and (dst / "v_abcdefghijk" / "fps").exists()
+    assert sdn_main(["prepare", "frames", str(src), str(tmp_path / "jpg2"), "--layout", "hmdb51", "--size", "48",
+                     "--no_progress"]) == 0
+    assert os.listdir(tmp_path / "jpg2") == ["Punch"]

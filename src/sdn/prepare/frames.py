@@ -78,6 +78,32 @@ def _video_files(directory: str) -> list[str]:
             if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS and os.path.isfile(os.path.join(directory, name))]
 
 
+def detect_layout(src: str) -> tuple[str, str]:
+    """The layout of ``src`` when ``--layout`` is not given, and the line that says why.
+
+    Class folders with videos (``SRC/<class>/<video>``, as Kinetics, UCF-101 and HMDB-51 share;
+    the three are converted alike) give ``kinetics``; videos directly in ``SRC`` give ``diving48``
+    (ActivityNet is flat too, but needs ``--layout activitynet`` for its ``v_`` names and ``fps``
+    files). Both at once, or neither, is an error: guessing would silently skip videos.
+    """
+    if not os.path.isdir(src):
+        raise SdnError(f"{src}: source video directory does not exist")
+    flat = len(_video_files(src))
+    class_folders = sum(1 for name in os.listdir(src)
+                        if os.path.isdir(os.path.join(src, name)) and _video_files(os.path.join(src, name)))
+    if flat and class_folders:
+        raise SdnError(f"{src}: cannot tell the layout: it holds videos ({flat}) and subfolders with videos "
+                       f"({class_folders}); keep one of SRC/<class>/<video> or SRC/<video>, or pass --layout")
+    if class_folders:
+        return "kinetics", (f"layout: class folders SRC/<class>/<video>, as kinetics/ucf101/hmdb51 "
+                            f"(detected: {class_folders} class folders with videos)")
+    if flat:
+        return "diving48", (f"layout: flat SRC/<video>, as diving48 (detected: {flat} videos directly in SRC; "
+                            f"ActivityNet needs --layout activitynet)")
+    raise SdnError(f"{src}: cannot tell the layout: no video files ({', '.join(VIDEO_EXTENSIONS)}) in it or in "
+                   f"its subfolders")
+
+
 def _target_name(source: str, layout: str) -> str:
     """The frame folder's name: the file name without extension (ActivityNet folders need ``v_``)."""
     stem = os.path.splitext(os.path.basename(source))[0]
@@ -237,7 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "SRC/<video> (diving48, activitynet)")
     parser.add_argument("dst", help="Frame directory (created): DST/<class>/<name>/ or DST/<name>/ "
                         "(activitynet: DST/v_<name>/)")
-    parser.add_argument("--layout", required=True, choices=LAYOUTS, help="Dataset layout")
+    parser.add_argument("--layout", choices=LAYOUTS,
+                        help="Dataset layout (default: detected from SRC: class folders with videos -> kinetics, "
+                        "the same for ucf101 and hmdb51; videos directly in SRC -> diving48; ActivityNet needs "
+                        "--layout activitynet)")
     parser.add_argument("--size", type=int, default=240,
                         help="Scale frames so that --side is this many pixels (default 240, the original's "
                         "height; the original used 360 for ActivityNet); 0 keeps the video's size")
@@ -250,8 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _layout(args: argparse.Namespace) -> str:
+    """``--layout`` as given, or detected from ``SRC`` with one line saying which and why."""
+    if args.layout is not None:
+        return args.layout
+    layout, reason = detect_layout(args.src)
+    print(reason, flush=True)  # before the progress bar and the pool
+    return layout
+
+
 def run(args: argparse.Namespace) -> int:
-    summary = extract_all(args.src, args.dst, args.layout, size=args.size, side=args.side, quality=args.quality,
+    summary = extract_all(args.src, args.dst, _layout(args), size=args.size, side=args.side, quality=args.quality,
                           workers=args.workers, progress=not args.no_progress)
     print(f"frames: {summary.done} videos converted ({summary.frames} frames), {summary.skipped} already complete, "
           f"{len(summary.failures)} failed; frame folders in {args.dst}")
