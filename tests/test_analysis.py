@@ -12,7 +12,6 @@ import torch
 from sdn.analysis import (clip_accuracy, fit_linear_probe, mean_entropy, probe_accuracy, representation_bias,
                           static_clips, video_accuracy)
 from sdn.cli.main import main as sdn_main
-from sdn.data.synth import generate
 
 
 def test_probe_separates_separable_features():
@@ -72,10 +71,10 @@ TINY = ["--n_classes", "3", "--model", "resnet", "--model_depth", "10", "--resne
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("analyze") / "data"
-    generate(root, classes=3, train_per_class=3, val_per_class=2, ooc_per_class=2, frames=6, width=40, height=32,
-             seed=5, diving48=False)
+def tiny_run(synth_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    root, _ = synth_dataset.copy(tmp_path_factory.mktemp("analyze") / "data", classes=3, train_per_class=3,
+                                 val_per_class=2, ooc_per_class=2, frames=6, width=40, height=32, seed=5,
+                                 diving48=False)  # the run is written below the dataset
     result = root / "runs" / "place_adv"
     assert sdn_main(["train", "--root_path", str(root), "--video_path", "jpg", "--annotation_path", "kinetics.json",
                      "--result_path", "runs/place_adv", "--dataset", "kinetics_adv", "--is_place_adv",
@@ -133,10 +132,9 @@ def test_contrast_accuracy_pairs_scuba_with_scufo_by_key():
     assert result == {"videos_paired": 3, "videos_unpaired": 1, "contrast_accuracy": pytest.approx(1 / 3)}
 
 
-def test_analyze_test_splits_and_static_reference(tmp_path, capsys):
-    root = tmp_path / "data"
-    generate(root, classes=2, scenes=4, train_per_class=4, val_per_class=2, ooc_per_class=0, test_per_class=2,
-             frames=6, width=40, height=32, seed=2, diving48=False)
+def test_analyze_test_splits_and_static_reference(synth_copy, tmp_path, capsys):
+    root, _ = synth_copy(classes=2, scenes=4, train_per_class=4, val_per_class=2, ooc_per_class=0, test_per_class=2,
+                         frames=6, width=40, height=32, seed=2, diving48=False)  # runs/base is written below it
     assert sdn_main(["train", "--root_path", str(root), "--video_path", "jpg", "--annotation_path", "kinetics.json",
                      "--result_path", "runs/base", "--dataset", "kinetics", "--is_mask_adv",
                      *[("2" if item == "3" else item) for item in TINY]]) == 0

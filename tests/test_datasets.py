@@ -1,7 +1,7 @@
 """Clip datasets and the ``--dataset`` factories on a synth dataset.
 
 One small synthetic dataset (``sdn.data.synth``: 2 classes, 3 training and 2 validation videos
-per class, 12 frames of 48x36) is generated per module; tests that need another layout build it
+per class, 12 frames of 48x36) is generated once per session (tests/conftest.py); tests that need another layout build it
 next to it from the same frames (symlinks, video files).
 """
 
@@ -24,7 +24,6 @@ from sdn.data.annotations import read_kinetics
 from sdn.data.datasets import ClipDataset, class_names_for, get_test_set, get_training_set, get_validation_set
 from sdn.data.detections import HumanDetections
 from sdn.data.scene_labels import SceneLabels
-from sdn.data.synth import generate
 from sdn.data.transforms import (Compose, LoopPadding, TemporalRandomCrop, test_spatial_transform,
                                  train_spatial_transform, val_spatial_transform)
 from sdn.data.video import FrameFolder
@@ -35,11 +34,9 @@ CLASSES = ["rise", "fall"]
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("datasets") / "synth"
-    summary = generate(root, classes=2, train_per_class=3, val_per_class=2, ooc_per_class=0, frames=FRAMES,
-                       width=48, height=36)
-    return root, summary
+def synth(synth_dataset) -> tuple[Path, dict]:
+    return synth_dataset(classes=2, train_per_class=3, val_per_class=2, ooc_per_class=0, frames=FRAMES, width=48,
+                         height=36)
 
 
 def options(root: Path, *args: str):

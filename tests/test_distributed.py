@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from sdn.checkpoint import read_checkpoint
-from sdn.data.synth import generate
 from sdn.distributed import Context
 from sdn.engine.trainer import EpochSampler
 
@@ -36,10 +35,10 @@ def test_ranks_share_one_permutation(sharding):
         assert [index for order in orders for index in order] == everything
 
 
-def test_torchrun_two_processes_match_a_single_process_test(tmp_path):
-    data = tmp_path / "data"
-    places = generate(data, classes=2, train_per_class=4, val_per_class=2, ooc_per_class=0, frames=8, width=40,
-                      height=32, seed=1, diving48=False)["num_places"]
+def test_torchrun_two_processes_match_a_single_process_test(synth_dataset, tmp_path):
+    data, summary = synth_dataset(classes=2, train_per_class=4, val_per_class=2, ooc_per_class=0, frames=8, width=40,
+                                  height=32, seed=1, diving48=False)
+    places = summary["num_places"]
     flags = ["--root_path", str(data), "--video_path", "jpg", "--annotation_path", "kinetics.json",
              "--model_depth", "10", "--resnet_shortcut", "A", "--n_classes", "2", "--sample_size", "16",
              "--sample_duration", "4", "--batch_size", "2", "--val_batch_size", "1", "--n_threads", "0",

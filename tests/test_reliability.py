@@ -16,18 +16,17 @@ import torch
 
 from sdn.checkpoint import find_resumable, read_checkpoint
 from sdn.cli.main import main as sdn_main
-from sdn.data.synth import generate
 from sdn.errors import SdnError
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 3
+DATA = dict(classes=2, train_per_class=5, val_per_class=1, ooc_per_class=0, frames=8, width=40, height=32, seed=5,
+            diving48=False)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> tuple[Path, int]:
-    root = tmp_path_factory.mktemp("rel") / "data"
-    summary = generate(root, classes=2, train_per_class=5, val_per_class=1, ooc_per_class=0, frames=8, width=40,
-                       height=32, seed=5, diving48=False)
+def data(synth_dataset) -> tuple[Path, int]:
+    root, summary = synth_dataset(**DATA)
     return root, summary["num_places"]
 
 
@@ -203,11 +202,10 @@ def test_non_finite_loss_can_be_skipped_and_counted(data, tmp_path, monkeypatch)
 
 
 @pytest.fixture
-def corrupt_data(data, tmp_path) -> tuple[Path, int, Path]:
+def corrupt_data(data, synth_copy) -> tuple[Path, int, Path]:
     """A copy of the dataset whose first training video has a corrupt frame."""
-    root, places = data
-    copy = tmp_path / "data"
-    subprocess.run(["cp", "-r", str(root), str(copy)], check=True)
+    _, places = data
+    copy, _ = synth_copy(**DATA)
     video = sorted((copy / "jpg" / "train").glob("*/*"))[0]
     for frame in video.glob("image_*.jpg"):
         frame.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

@@ -22,9 +22,8 @@ SMALL = dict(classes=3, train_per_class=4, val_per_class=2, ooc_per_class=2, fra
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("synth") / "data"
-    return root, generate(root, **SMALL)
+def dataset(synth_dataset) -> tuple[Path, dict]:
+    return synth_dataset(**SMALL)
 
 
 def _load(path: Path):
@@ -172,9 +171,8 @@ GROUPED = dict(classes=2, scenes=8, train_per_class=12, val_per_class=2, ooc_per
 
 
 @pytest.fixture(scope="module")
-def grouped(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("grouped") / "data"
-    return root, generate(root, **GROUPED)
+def grouped(synth_dataset) -> tuple[Path, dict]:
+    return synth_dataset(**GROUPED)
 
 
 def _frames(folder: Path) -> np.ndarray:

@@ -21,7 +21,6 @@ import torch
 
 from sdn.checkpoint import add_prefix, read_checkpoint
 from sdn.cli.main import main as sdn_main
-from sdn.data.synth import generate
 from sdn.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,10 +63,9 @@ def check_checkpoint(path: Path, arch: str, next_epoch: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> tuple[Path, int]:
-    root = tmp_path_factory.mktemp("e2e") / "data"
-    summary = generate(root, classes=CLASSES, train_per_class=4, val_per_class=2, ooc_per_class=0, frames=10,
-                       width=48, height=36, seed=3)
+def data(synth_dataset) -> tuple[Path, int]:
+    root, summary = synth_dataset(classes=CLASSES, train_per_class=4, val_per_class=2, ooc_per_class=0, frames=10,
+                                  width=48, height=36, seed=3)
     return root, summary["num_places"]
 
 

@@ -22,7 +22,6 @@ from sdn.checkpoint import read_checkpoint, save_checkpoint
 from sdn.cli.main import main as sdn_main
 from sdn.data.datasets import get_validation_set
 from sdn.data.detections import HumanDetections
-from sdn.data.synth import generate
 from sdn.data.transforms import LoopPadding, MultiScaleCornerCrop, test_spatial_transform, val_spatial_transform
 from sdn.errors import SdnError
 from sdn.models import build_model
@@ -41,11 +40,11 @@ SIZE, DURATION = 16, 4
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, Path]:
+def run(synth_dataset, tmp_path_factory) -> tuple[Path, Path]:
     """A generated dataset and a one-epoch baseline run on it (save_1.pth, train.log, val.log)."""
-    tmp = tmp_path_factory.mktemp("viz")
-    data, result = tmp / "d", tmp / "r"
-    generate(data, classes=2, train_per_class=3, val_per_class=2, ooc_per_class=0, frames=8, width=48, height=36)
+    data, _ = synth_dataset(classes=2, train_per_class=3, val_per_class=2, ooc_per_class=0, frames=8, width=48,
+                            height=36)
+    result = tmp_path_factory.mktemp("viz") / "r"
     assert sdn_main(["train", "--root_path", str(data), "--video_path", "jpg", "--annotation_path", "kinetics.json",
                      "--result_path", str(result), "--dataset", "kinetics", "--is_mask_adv", "--n_classes", "2",
                      "--model_depth", "10", "--resnet_shortcut", "A", "--sample_size", str(SIZE),
