@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -22,13 +23,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import sdn.cli.train as train_cli
+import sdn.training as training
 from sdn.checkpoint import read_checkpoint
 from sdn.config import parse_opts
 from sdn.data.synth import generate
 from sdn.engine.logger import TabLogger
 from sdn.engine.objectives import Baseline, FullSDN, SceneAdversarial, build_objective
-from sdn.engine.optim import OptimizerSchedule
-from sdn.engine.trainer import EpochLoader, Trainer, open_logs
+from sdn.engine.optim import OptimizerConfig, OptimizerSchedule
+from sdn.engine.trainer import EpochLoader, Trainer, TrainerConfig, open_logs
 from sdn.errors import SdnError
 from sdn.losses import SoftCrossEntropy
 from sdn.models import SDNOutput, build_model
@@ -102,10 +104,16 @@ def loader(items: list[dict], batch_size: int = 2, drop_last: bool = True, strea
                        pin_memory=False, seed=1, stream=stream)
 
 
+def schedule_for(model, opt, *, pretrained: bool) -> OptimizerSchedule:
+    """The run's optimizers, as if ``--pretrain_path`` was (not) given."""
+    return OptimizerSchedule(model, dataclasses.replace(OptimizerConfig.from_options(opt), pretrained=pretrained))
+
+
 def make_trainer(opt, model, objective, schedule, result: Path, *, train=True, val=False) -> Trainer:
     logs = open_logs(str(result), objective, train=train, val=val, resume_at=None, tensorboard=False)
-    return Trainer(opt=opt, model=model, objective=objective, schedule=schedule, device=torch.device("cpu"),
-                   prepare=lambda clip: clip, logs=logs, class_names=[str(i) for i in range(CLASSES)])
+    return Trainer(model=model, objective=objective, schedule=schedule, config=TrainerConfig.from_options(opt),
+                   device=torch.device("cpu"), prepare=lambda clip: clip, logs=logs,
+                   class_names=[str(i) for i in range(CLASSES)])
 
 
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -149,7 +157,7 @@ def test_full_objective_yields_lazily_so_the_masked_forward_comes_after_the_firs
                "place": torch.stack([x["place"] for x in unmasked_items(2, 0)])}
     batch_b = {"clip": torch.stack([x["clip"] for x in masked_items(2, 1)]), "label": torch.tensor([1, 2]),
                "is_masking": torch.tensor([True, False])}
-    steps = FullSDN(opt).steps(model, [batch_a, batch_b], epoch=1)
+    steps = build_objective("full", opt).steps(model, [batch_a, batch_b], epoch=1)
     first = next(steps)
     assert seen == ["A"] and set(first.metrics) == {"loss total", "loss act", "loss place", "acc act", "acc place"}
     second = next(steps)
@@ -164,7 +172,7 @@ def test_full_mode_takes_the_unmasked_step_then_the_masked_step_each_iteration(t
     opt = options(*flags, *(["--zero_grad_to_none"] if to_none else []))
     model = tiny_model()
     objective = build_objective("full", opt)
-    schedule = OptimizerSchedule(model, opt, pretrained=False)
+    schedule = schedule_for(model, opt, pretrained=False)
     optimizer = schedule.optimizer_for(1)
     assert optimizer is schedule.optimizers["second"]
     watched = {"conv1": model.conv1.weight, "fc": model.fc.weight, "hm": model.hm_mlp.hm_last_fc.weight,
@@ -244,7 +252,7 @@ def test_full_mode_takes_the_unmasked_step_then_the_masked_step_each_iteration(t
 def test_place_entropy_term_is_weighted_in_training_unweighted_in_validation_from_warm_up_on(maximize):
     flags = [*FULL_FLAGS, "--is_mask_adv", "--is_place_entropy", "--weight_entropy_loss", "0.25",
              "--warm_up_epochs", "2", *(["--is_entropy_max"] if maximize else [])]
-    objective = SceneAdversarial(options(*flags))
+    objective = build_objective("place_adv", options(*flags))
     g = torch.Generator().manual_seed(0)
     out = SDNOutput(action=torch.randn(3, CLASSES, generator=g), place=torch.randn(3, PLACES, generator=g))
     batch = {"clip": None, "label": torch.tensor([0, 2, 1]), "place": torch.softmax(torch.randn(3, PLACES), 1)}
@@ -285,7 +293,7 @@ def test_mask_step_gradient_reaches_the_backbone_with_the_reference_sign(flags, 
     label = torch.tensor([0, 1, 2, 1])
     batch_a = {"clip": clip.flip(0), "label": label, "place": torch.full((4, PLACES), 1.0 / PLACES)}
     batch_b = {"clip": clip, "label": label, "is_masking": torch.ones(4, dtype=torch.bool)}
-    steps = FullSDN(opt).steps(model, [batch_a, batch_b], epoch=1)
+    steps = build_objective("full", opt).steps(model, [batch_a, batch_b], epoch=1)
     next(steps)  # step A (not stepped here)
     loss = next(steps).loss  # what step B back-propagates
     params = dict(model.named_parameters())
@@ -364,7 +372,7 @@ def test_adversarial_schedule_warm_up_then_second_optimizer_with_two_groups():
                   "--learning_rate", "0.2", "--momentum", "0.8", "--dampening", "0.7", "--weight_decay", "1e-4",
                   "--lr_patience", "0")
     model = tiny_model()
-    schedule = OptimizerSchedule(model, opt, pretrained=True)
+    schedule = schedule_for(model, opt, pretrained=True)
     assert set(schedule.optimizers) == {"first", "second"} and set(schedule.schedulers) == {"first", "second"}
     first, second = schedule.optimizers["first"], schedule.optimizers["second"]
     new = ids(p for n, p in model.named_parameters() if head_of(n) in ("fc", "hm_mlp", "place_mlp"))
@@ -398,7 +406,7 @@ def test_adversarial_schedule_warm_up_then_second_optimizer_with_two_groups():
 
 def test_nesterov_forces_dampening_zero():
     opt = options(*FULL_FLAGS, "--is_mask_entropy", "--nesterov", "--dampening", "0.9")
-    schedule = OptimizerSchedule(tiny_model(), opt, pretrained=True)
+    schedule = schedule_for(tiny_model(), opt, pretrained=True)
     for optimizer in schedule.optimizers.values():
         assert all(g["dampening"] == 0 and g["nesterov"] for g in optimizer.param_groups)
 
@@ -406,7 +414,7 @@ def test_nesterov_forces_dampening_zero():
 def test_baseline_schedule_is_one_optimizer_with_fine_tuning_groups():
     model = build_model("resnet", 10, n_classes=CLASSES, resnet_shortcut="A")
     opt = options("--is_mask_adv", "--learning_rate", "0.05", "--ft_begin_index", "3")
-    schedule = OptimizerSchedule(model, opt, pretrained=True)
+    schedule = schedule_for(model, opt, pretrained=True)
     assert list(schedule.optimizers) == ["main"] and [schedule.name_for(e) for e in (1, 20)] == ["main", "main"]
     groups = schedule.optimizers["main"].param_groups
     names = [n for n, _ in model.named_parameters()]
@@ -416,18 +424,18 @@ def test_baseline_schedule_is_one_optimizer_with_fine_tuning_groups():
     assert all(g["lr"] == 0.0 for n, g in zip(names, groups) if not n.startswith(("layer3", "layer4", "fc")))
     assert groups[0]["dampening"] == 0.9  # the original's default
     # Without a pretrained model every parameter trains at the base LR.
-    plain = OptimizerSchedule(model, opt, pretrained=False).optimizers["main"].param_groups
+    plain = schedule_for(model, opt, pretrained=False).optimizers["main"].param_groups
     assert len(plain) == 1 and plain[0]["lr"] == 0.05 and ids(plain[0]["params"]) == ids(model.parameters())
 
 
 def test_warm_up_with_no_new_layers_is_an_error_and_no_warm_up_works():
     flags = [*FULL_FLAGS, "--is_mask_entropy", "--not_replace_last_fc", "--slower_place_mlp", "--slower_hm_mlp"]
-    schedule = OptimizerSchedule(tiny_model(), options(*flags, "--warm_up_epochs", "2"), pretrained=True)
+    schedule = schedule_for(tiny_model(), options(*flags, "--warm_up_epochs", "2"), pretrained=True)
     assert "first" not in schedule.optimizers
     with pytest.raises(SdnError, match="--warm_up_epochs 2"):
         schedule.optimizer_for(1)
     assert schedule.name_for(2) == "second"
-    schedule = OptimizerSchedule(tiny_model(), options(*flags, "--warm_up_epochs", "0"), pretrained=True)
+    schedule = schedule_for(tiny_model(), options(*flags, "--warm_up_epochs", "0"), pretrained=True)
     assert schedule.name_for(1) == "second"
 
 
@@ -446,7 +454,7 @@ def test_schedule_state_round_trip_restores_optimizers_schedulers_and_gradient_p
     opt = options(*FULL_FLAGS, "--is_mask_entropy", "--warm_up_epochs", "2", "--lr_patience", "0")
     model = tiny_model()
     model_copy = copy.deepcopy(model)
-    schedule = OptimizerSchedule(model, opt, pretrained=True)
+    schedule = schedule_for(model, opt, pretrained=True)
     _train_steps(model, schedule, [1, 2, 3], seed=0)
     state = schedule.state_dict()
     assert set(state) == {"optimizers", "schedulers", "grad_present"}
@@ -454,7 +462,7 @@ def test_schedule_state_round_trip_restores_optimizers_schedulers_and_gradient_p
     assert state["schedulers"]["second"]["last_epoch"] == 2
 
     model_copy.load_state_dict(model.state_dict())
-    restored = OptimizerSchedule(model_copy, opt, pretrained=True)
+    restored = schedule_for(model_copy, opt, pretrained=True)
     assert all(p.grad is None for p in model_copy.parameters())
     restored.load_state_dict(copy.deepcopy(state))
     assert_same(restored.state_dict(), state)
@@ -474,10 +482,10 @@ def test_schedule_state_round_trip_restores_optimizers_schedulers_and_gradient_p
 def test_load_original_fills_the_optimizer_of_the_saved_epoch():
     opt = options(*FULL_FLAGS, "--is_mask_entropy", "--warm_up_epochs", "3")
     model = tiny_model()
-    source = OptimizerSchedule(model, opt, pretrained=True)
+    source = schedule_for(model, opt, pretrained=True)
     _train_steps(model, source, [1, 3], seed=0)
     for saved_epoch, name, other in [(2, "first", "second"), (3, "second", "first")]:
-        target = OptimizerSchedule(copy.deepcopy(model), opt, pretrained=True)
+        target = schedule_for(copy.deepcopy(model), opt, pretrained=True)
         target.load_original(source.optimizers[name].state_dict(), saved_epoch)
         assert_same(target.optimizers[name].state_dict(), source.optimizers[name].state_dict())
         assert target.optimizers[other].state_dict()["state"] == {}
@@ -514,8 +522,8 @@ def test_tab_logger_writes_the_original_format(tmp_path):
 
 @pytest.mark.parametrize("objective, columns", [
     (Baseline(), (BASELINE_TRAIN, BASELINE_BATCH, BASELINE_VAL)),
-    (SceneAdversarial(options(*FULL_FLAGS, "--is_mask_adv")), (ADV_TRAIN, ADV_BATCH, ADV_VAL)),
-    (FullSDN(options(*FULL_FLAGS, "--is_mask_entropy")),
+    (build_objective("place_adv", options(*FULL_FLAGS, "--is_mask_adv")), (ADV_TRAIN, ADV_BATCH, ADV_VAL)),
+    (build_objective("full", options(*FULL_FLAGS, "--is_mask_entropy")),
      (ADV_TRAIN + FULL_EXTRA, ADV_BATCH + FULL_EXTRA, ADV_VAL + FULL_EXTRA)),
 ], ids=["baseline", "place_adv", "full"])
 def test_log_headers_per_mode(tmp_path, objective, columns):
@@ -549,7 +557,7 @@ def test_trainer_baseline_logs_batches_iter_lr_and_weighted_means(tmp_path):
     opt = options("--is_mask_adv", "--learning_rate", "0.01")
     model = Linear3D()
     objective = Baseline()
-    schedule = OptimizerSchedule(model, opt, pretrained=False)
+    schedule = schedule_for(model, opt, pretrained=False)
     trainer = make_trainer(opt, model, objective, schedule, tmp_path, val=True)
     train = loader(baseline_items(5), drop_last=False)  # batches of 2, 2, 1
     means = trainer.train_epoch(2, [train])
@@ -579,7 +587,7 @@ def test_trainer_baseline_logs_batches_iter_lr_and_weighted_means(tmp_path):
 def test_non_finite_loss_stops_naming_epoch_and_batch(tmp_path):
     opt = options("--is_mask_adv", "--learning_rate", "0.01")
     model = Linear3D()
-    schedule = OptimizerSchedule(model, opt, pretrained=False)
+    schedule = schedule_for(model, opt, pretrained=False)
     stepped = []
     schedule.optimizers["main"].register_step_post_hook(
         lambda *a: stepped.append({k: v.clone() for k, v in model.state_dict().items()}))
@@ -660,14 +668,14 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(synth_data, mode, mo
 
     captured = {}
 
-    def spy(opt, model, schedule):
-        begin, checkpoint = real_resume(opt, model, schedule)
+    def spy(path, opt, model, schedule):
+        begin, checkpoint = real_resume(path, opt, model, schedule)
         captured["begin"] = begin
         captured["state"] = copy.deepcopy(schedule.state_dict())
         return begin, checkpoint
 
-    real_resume = train_cli.resume
-    monkeypatch.setattr(train_cli, "resume", spy)
+    real_resume = training.resume
+    monkeypatch.setattr(training, "resume", spy)
     assert train_cli.main([*common, "--result_path", second.name, "--resume_path", str(first / "save_1.pth")]) == 0
 
     assert captured["begin"] == 2

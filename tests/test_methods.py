@@ -471,7 +471,7 @@ def method_flags(name: str, root: Path) -> list[str]:
 
 def _stop_after(batch_number: int, monkeypatch) -> None:
     """Ask the trainer to stop (as SIGTERM does) once ``batch_number`` of epoch 1 has trained."""
-    real = Trainer._train_step
+    real = Trainer._optimizer_steps
 
     def step(self, batches, optimizer, epoch, number):
         result = real(self, batches, optimizer, epoch, number)
@@ -479,7 +479,7 @@ def _stop_after(batch_number: int, monkeypatch) -> None:
             self.stop_signal = signal.SIGTERM
         return result
 
-    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(Trainer, "_optimizer_steps", step)
 
 
 @pytest.mark.parametrize("name", list(METHOD_FLAGS))

@@ -29,8 +29,6 @@ depend on the seed; the probe is fitted full-batch from zero weights, so it is d
 
 from __future__ import annotations
 
-import argparse
-import copy
 import math
 import os
 from collections import defaultdict
@@ -43,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sdn.config import Options
 from sdn.data.annotations import make_clips
 from sdn.data.datasets import KINETICS_FAMILY, ClipDataset, get_training_set, get_validation_set
 from sdn.data.detections import HumanDetections
@@ -198,25 +197,22 @@ def probe_accuracy(probe: LinearProbe, features: Tensor, targets: Tensor) -> flo
 # data
 
 
-def data_options(opt: argparse.Namespace) -> argparse.Namespace:
+def data_options(opt: Options) -> Options:
     """A copy of the options that reads plain clips: no scene labels or detections are needed to classify."""
-    opt = copy.copy(opt)
-    if opt.dataset in KINETICS_FAMILY:
-        opt.dataset = "kinetics"
-    opt.on_bad_sample = "error"  # a measurement must not silently drop clips
-    return opt
+    return opt.replace(dataset="kinetics" if opt.dataset in KINETICS_FAMILY else opt.dataset,
+                       on_bad_sample="error")  # a measurement must not silently drop clips
 
 
-def validation_clips(opt: argparse.Namespace, annotation_path: str | None = None) -> ClipDataset:
+def validation_clips(opt: Options, annotation_path: str | None = None) -> ClipDataset:
     """The validation windows as ``sdn train`` validates (``n_val_samples`` per video)."""
     opt = data_options(opt)
     if annotation_path is not None:
-        opt.annotation_path = annotation_path
+        opt = opt.replace(annotation_path=annotation_path)
     dataset = get_validation_set(opt, val_spatial_transform(opt.sample_size), LoopPadding(opt.sample_duration))
     return _non_empty(dataset, opt.annotation_path, "validation")
 
 
-def training_clips(opt: argparse.Namespace) -> ClipDataset:
+def training_clips(opt: Options) -> ClipDataset:
     """One centred window per training video, without augmentation: the probe's fitting set."""
     opt = data_options(opt)
     dataset = get_training_set(opt, val_spatial_transform(opt.sample_size), TemporalCenterCrop(opt.sample_duration))
@@ -229,7 +225,7 @@ def _non_empty(dataset: ClipDataset, path: str, subset: str) -> ClipDataset:
     return dataset
 
 
-def split_clips(opt: argparse.Namespace, split: TestSplit, class_names: list[str]) -> ClipDataset:
+def split_clips(opt: Options, split: TestSplit, class_names: list[str]) -> ClipDataset:
     """A test split's clips through the validation pipeline; its classes must be the model's, in order."""
     if class_names and split.class_names != class_names:
         raise SdnError(f"{split.annotation_path}: the split's labels {split.class_names} are not the model's classes "
@@ -363,7 +359,7 @@ def split_results(splits: dict[str, TestSplit], outputs: dict[str, Outputs]) -> 
     return result
 
 
-def analyze(loaded: LoadedModel, opt: argparse.Namespace, settings: AnalysisSettings) -> dict[str, Any]:
+def analyze(loaded: LoadedModel, opt: Options, settings: AnalysisSettings) -> dict[str, Any]:
     """Every measurement the settings allow, as a JSON-ready dict (NaN where a value is undefined)."""
     datasets = {"in_context": validation_clips(opt)}
     if settings.ooc_annotation_path:

@@ -3,8 +3,10 @@
 The original options keep their names, types, defaults and actions (including the inverted
 ``--is_mask_adv``, a store_false flag) so that every command of the original README runs
 unchanged. ``resolve`` then derives what the original derived at start-up (root-path joining,
-the multi-scale list, ``arch``, mean/std) and validates the combination once, and
-``save_opts`` writes ``opts.json`` in the original format.
+the multi-scale list, ``arch``, mean/std), validates the combination once and returns the options
+as a frozen :class:`Options` (typed fields, one per option; nothing downstream can change them,
+a variant is ``options.replace(...)``), and ``save_opts`` writes ``opts.json`` in the original
+format.
 
 sdn's own options come after the original ones in ``opts.json``; each one that changes numbers
 defaults to the original behaviour.
@@ -13,15 +15,16 @@ defaults to the original behaviour.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
-from sdn.data.mean_std import get_mean, get_std
+from sdn.data.mean_std import get_mean, get_std, get_torchvision_mean_std
 from sdn.errors import SdnError
 from sdn.io import atomic_write_json
 from sdn.methods import CHOICES as DEBIAS_CHOICES
 from sdn.methods import METHODS
-from sdn.models.registry import FAMILIES, arch_name, family_of
+from sdn.models.registry import FAMILIES, INPUT_NORMS, arch_name, family_of
 
 DATASETS = (
     "kinetics",
@@ -34,6 +37,7 @@ DATASETS = (
     "diving48",
 )
 MASK_LOSSES = ("original", "paper", "cross_entropy")
+TORCHVISION_WEIGHTS = "torchvision:"  # --pretrain_path torchvision:NAME: torchvision's weights from torch's hub cache
 
 def _add_original_options(parser: argparse.ArgumentParser) -> None:
     """The options of the original libs/opts.py, in its definition order."""
@@ -76,7 +80,9 @@ def _add_original_options(parser: argparse.ArgumentParser) -> None:
     add("--begin_epoch", default=1, type=int, help="Training begins at this epoch")
     add("--n_val_samples", default=3, type=int, help="Number of validation samples for each video")
     add("--resume_path", default="", type=str, help="Saved model (.pth) of previous training")
-    add("--pretrain_path", default="", type=str, help="Pretrained model (.pth)")
+    add("--pretrain_path", default="", type=str, help="Pretrained model (.pth): an sdn or original checkpoint, a "
+        "torchvision weights file, or torchvision:NAME (e.g. torchvision:DEFAULT) for torchvision's weights of "
+        "the --model in torch's hub cache (never downloaded)")
     add("--vis", action="store_true", help="Visualisation (accepted for compatibility, no effect in sdn)")
     parser.set_defaults(vis=False)
     add("--is_place_adv", action="store_true", help="Scene (place) adversarial training")
@@ -159,6 +165,10 @@ def _add_sdn_options(parser: argparse.ArgumentParser) -> None:
         "(the original detaches it)")
     add("--resnet_width", default=64, type=int, help="Channels of the first stage of resnet/preresnet (64 as the "
         "original; the later stages double it): a narrower network trains many seeds in the time of one")
+    add("--input_norm", default="auto", choices=("auto", *INPUT_NORMS), help="Input normalisation: 'original' "
+        "(--mean_dataset, --no_mean_norm, --std_norm, --norm_value, as the original), 'torchvision' ((x/255 - mean) "
+        "/ std with torchvision's Kinetics-400 values, what its video weights expect), or 'auto' (default): "
+        "the backbone's own (torchvision for torchvision's models, original otherwise)")
     add("--amp", default="off", choices=("off", "bf16", "fp16"), help="Automatic mixed precision (off by default): bf16 (CUDA or CPU) or fp16 with a gradient scaler (CUDA)")
     add("--sync_bn", action="store_true", help="Under torchrun: synchronise BatchNorm statistics across processes")
     add("--compile", action="store_true", help="torch.compile the training forward pass (off by default)")
@@ -210,7 +220,7 @@ def compute_scales(initial_scale: float, n_scales: int, scale_step: float) -> li
     return scales
 
 
-def training_mode(opt: argparse.Namespace) -> str | None:
+def training_mode(opt: Any) -> str | None:
     """The mode the original chose from (is_place_adv, is_mask_adv); None when it did nothing."""
     if opt.is_place_adv:
         return "full" if opt.is_mask_adv else "place_adv"
@@ -226,7 +236,7 @@ def _join_root(opt: argparse.Namespace) -> None:
     opt.result_path = os.path.join(opt.root_path, opt.result_path)
     if opt.resume_path:
         opt.resume_path = os.path.join(opt.root_path, opt.resume_path)
-    if opt.pretrain_path:
+    if opt.pretrain_path and not opt.pretrain_path.startswith(TORCHVISION_WEIGHTS):
         opt.pretrain_path = os.path.join(opt.root_path, opt.pretrain_path)
 
 
@@ -262,22 +272,61 @@ def _validate(opt: argparse.Namespace) -> None:
         METHODS[opt.debias].check(opt)
 
 
-def resolve(opt: argparse.Namespace) -> argparse.Namespace:
-    """Derive what the original derived at start-up, then validate once. Mutates and returns ``opt``."""
+def resolve(namespace: argparse.Namespace) -> "Options":
+    """Derive what the original derived at start-up, validate once, and freeze.
+
+    ``namespace`` (parsed flags) is not changed; the result is the frozen :class:`Options`.
+    """
+    opt = argparse.Namespace(**vars(namespace))
     _join_root(opt)
     opt.scales = compute_scales(opt.initial_scale, opt.n_scales, opt.scale_step)
     opt.arch = arch_name(opt.model, opt.model_depth)
-    opt.mean = get_mean(opt.norm_value, dataset=opt.mean_dataset)
-    opt.std = get_std(opt.norm_value)
     _validate(opt)
+    if opt.input_norm == "auto":
+        opt.input_norm = family_of(opt.model).input_norm
+    if opt.input_norm == "torchvision":
+        opt.mean, opt.std = get_torchvision_mean_std(opt.norm_value)
+    else:
+        opt.mean, opt.std = get_mean(opt.norm_value, dataset=opt.mean_dataset), get_std(opt.norm_value)
     if opt.is_mask_cross_entropy and opt.mask_loss == "original":
         opt.mask_loss = "cross_entropy"
-    return opt
+    return Options.from_namespace(opt)
 
 
-def parse_opts(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_opts(argv: Sequence[str] | None = None) -> "Options":
     """Parse and resolve the training options."""
     return resolve(build_parser().parse_args(argv))
+
+
+def _field_type(action: argparse.Action) -> Any:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        return bool
+    return action.type or type(action.default)
+
+
+def _options_class() -> type:
+    """A frozen dataclass with one typed field per training option (defaults: the parser's), plus the
+    values ``resolve`` derives. Made from the parser, so a new flag is a new field without a second list."""
+    fields: list[tuple[str, Any, Any]] = []
+    for action in build_parser()._actions:
+        if action.dest == "help":
+            continue
+        default = action.default
+        fields.append((action.dest, _field_type(action), dataclasses.field(default=default)))
+    for name, kind in (("scales", list), ("arch", str), ("mean", list), ("std", list)):
+        fields.append((name, kind, dataclasses.field(default=None)))
+    return dataclasses.make_dataclass("Options", fields, frozen=True, namespace={
+        "__doc__": "The resolved training options (frozen; ``replace`` gives a changed copy).",
+        "__module__": __name__,
+        "replace": lambda self, **changes: dataclasses.replace(self, **changes),
+        "from_namespace": classmethod(lambda cls, namespace: cls(**{
+            field.name: getattr(namespace, field.name) for field in dataclasses.fields(cls)
+            if hasattr(namespace, field.name)})),
+        "names": classmethod(lambda cls: [field.name for field in dataclasses.fields(cls)]),
+    })
+
+
+Options = _options_class()
 
 
 def _original_option_names() -> list[str]:
@@ -286,15 +335,15 @@ def _original_option_names() -> list[str]:
     return [action.dest for action in parser._actions]
 
 
-def opts_dict(opt: argparse.Namespace) -> dict:
+def opts_dict(opt: Any) -> dict:
     """The options in the original ``opts.json`` order (original options, scales, arch, mean, std), then sdn's."""
-    values = vars(opt)
+    values = dict(vars(opt))
     head = _original_option_names() + ["scales", "arch", "mean", "std"]
     ordered = {name: values[name] for name in head if name in values}
     ordered.update((name, value) for name, value in values.items() if name not in ordered)
     return ordered
 
 
-def save_opts(opt: argparse.Namespace, path: str) -> None:
+def save_opts(opt: Any, path: str) -> None:
     """Write ``opts.json`` (default ``json.dump`` formatting, as the original)."""
     atomic_write_json(path, opts_dict(opt))

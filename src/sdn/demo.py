@@ -288,8 +288,7 @@ def analysis_settings(root: Path, config: DemoConfig) -> AnalysisSettings:
 def measure(checkpoint: Path, root: Path, config: DemoConfig) -> dict[str, Any]:
     """Every model is measured on the clips of the biased benchmark of its bias (the upper bound included)."""
     loaded = load_model(checkpoint)
-    opt = loaded.opt
-    opt.video_path, opt.annotation_path = str(root / "jpg"), str(root / "kinetics.json")
+    opt = loaded.opt.replace(video_path=str(root / "jpg"), annotation_path=str(root / "kinetics.json"))
     return json_ready(analyze(loaded, opt, analysis_settings(root, config)))
 
 
@@ -316,13 +315,14 @@ class Job:
 
 
 def _train_and_measure(job: Job, key: str, run_dirs: dict[str, Path]) -> dict[str, Any]:
-    from sdn.cli.train import main as train_main  # the worker trains through the command users run
+    from sdn.config import build_parser, resolve
+    from sdn.training import run_training  # the worker trains as `sdn train` does, from the same flags
 
     method = METHODS[key]
     root = dataset_dir(job.out, job.seed, None if method.data == "unbiased" else job.bias)
     run_dirs[key].mkdir(parents=True, exist_ok=True)
     argv = train_argv(method, job.config, root, job.places, run_dirs, job.seed)
-    status = quietly(lambda: train_main(argv), run_dirs[key] / "train_output.txt")
+    status = quietly(lambda: run_training(resolve(build_parser().parse_args(argv))), run_dirs[key] / "train_output.txt")
     if status:
         raise SdnError(f"{run_dirs[key]}: training {key} failed (see train_output.txt)")
     checkpoint = checkpoint_path(run_dirs[key], job.config, method.phases)

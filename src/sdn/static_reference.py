@@ -9,13 +9,13 @@ share of that split; a video model near it there has learned little beyond the s
 
 from __future__ import annotations
 
-import argparse
 from typing import Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
 from sdn.analysis import Outputs, read_splits, split_clips, split_results, training_clips
+from sdn.config import Options
 from sdn.data.transforms import ClipNormalize
 from sdn.methods.frame_reference import FrameReference, clip_loader, train_frame_reference
 
@@ -26,10 +26,10 @@ TRAINING_FRAMES = 2  # frames per training video and epoch: one still frame says
 WIDTH = 16  # a narrow frame network: at 32x32 it fits the static cue of the demo's benchmark
 
 
-def fit_static_reference(opt: argparse.Namespace, normalize: ClipNormalize, *, seed: int,
+def fit_static_reference(opt: Options, normalize: ClipNormalize, *, seed: int,
                          epochs: int = EPOCHS, progress: bool = False) -> FrameReference:
     """Train the frame model on the centred ``TRAINING_FRAMES`` frames of every training video of ``opt``'s dataset."""
-    dataset = training_clips(argparse.Namespace(**{**vars(opt), "sample_duration": TRAINING_FRAMES}))
+    dataset = training_clips(opt.replace(sample_duration=TRAINING_FRAMES))
     return train_frame_reference(dataset, len(dataset.class_names), epochs=epochs, learning_rate=LEARNING_RATE,
                                  batch_size=BATCH_SIZE, seed=seed, device=torch.device("cpu"), progress=progress,
                                  normalize=normalize, width=WIDTH)
@@ -47,7 +47,7 @@ def reference_outputs(reference: FrameReference, dataset: Any, normalize: ClipNo
                    [sample.video.path for sample in dataset.samples])
 
 
-def measure_static_reference(opt: argparse.Namespace, normalize: ClipNormalize, split_dirs: Sequence[str], *,
+def measure_static_reference(opt: Options, normalize: ClipNormalize, split_dirs: Sequence[str], *,
                              seed: int, progress: bool = False, save_path: str | None = None) -> dict[str, Any]:
     """Train the reference on ``opt``'s training set and measure it on the splits, in ``sdn analyze``'s layout;
     ``save_path`` keeps the network (StillMix can use it as its reference: ``--stillmix_reference``)."""

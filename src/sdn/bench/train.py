@@ -1,11 +1,12 @@
 """Training speed: the step of each speed option, and what a full-SDN iteration costs.
 
 Both parts run sdn's own training code on synthetic uint8 batches: options parsed by the
-``sdn train`` parser, the model from ``build_sdn_model``, the objective from ``build_objective``,
-the optimizers from ``OptimizerSchedule``, the device-side normalisation from
-``input_preparation``, the DDP/compile wrapper from ``training_wrapper``, and one iteration is
-``Trainer._train_step`` (autocast, zero_grad, backward, optimizer step for every step of the
-objective, the logged metrics) after ``move_batch``. Only the data loader is left out (part (a)
+``sdn train`` parser, the model from ``build_sdn_model``, the objective from ``build_objective``
+(whose ``batch_keys`` say what the synthetic batches carry), the optimizers from
+``OptimizerSchedule``, the device-side normalisation from ``input_preparation``, the compile
+wrapper from ``training_wrapper``, and one iteration is ``Trainer.step`` (moving and normalising
+the batches, autocast, zero_grad, backward, optimizer step for every step of the objective, the
+logged metrics). Only the data loader is left out (part (a)
 measures it), so the numbers are those of the model, the losses and the optimizer.
 
 * ``train``: one baseline iteration per speed option (a ``+``-joined name of ``sdn train`` options:
@@ -111,21 +112,22 @@ def training_options(s: TrainSettings, mode: str, variant: str) -> argparse.Name
     return resolve(build_parser().parse_args(argv))
 
 
-def synthetic_batches(s: TrainSettings, mode: str, device: torch.device) -> list[dict[str, Any]]:
-    """Uint8 clips and targets as the datasets collate them, already on the device (loading is part (a))."""
+def synthetic_batches(s: TrainSettings, batch_keys: tuple[tuple[str, ...], ...],
+                      device: torch.device) -> list[dict[str, Any]]:
+    """Uint8 clips and targets as the datasets collate them, already on the device (loading is part (a)):
+    one batch per loader of the objective, with the entries it reads."""
     generator = torch.Generator().manual_seed(s.seed)
-    count = 2 if mode == "full" else 1
     batches = []
-    for index in range(count):
+    for keys in batch_keys:
         shape = (s.batch_size, 3, s.sample_duration, s.sample_size, s.sample_size)
         batch: dict[str, Any] = {
             "clip": torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
             "label": torch.randint(0, s.n_classes, (s.batch_size,), generator=generator),
         }
-        if mode != "baseline":
+        if "place" in keys:
             logits = torch.randn(s.batch_size, s.num_places_classes, generator=generator)
             batch["place"] = torch.softmax(logits, dim=1)
-        if mode == "full" and index == 1:
+        if "is_masking" in keys:
             batch["is_masking"] = torch.ones(s.batch_size, dtype=torch.bool)
         batches.append({key: value.to(device) for key, value in batch.items()})
     return batches
@@ -135,28 +137,28 @@ class Iteration:
     """One training iteration of a mode with one speed option, through sdn's Trainer."""
 
     def __init__(self, s: TrainSettings, mode: str, variant: str, device: torch.device):
-        from sdn.cli.train import build_sdn_model, input_preparation, training_wrapper
-        from sdn.distributed import SINGLE
+        from sdn.data.transforms import clip_normalize, input_preparation
         from sdn.engine.objectives import build_objective
-        from sdn.engine.optim import OptimizerSchedule
-        from sdn.engine.trainer import RunLogs, Trainer
+        from sdn.engine.optim import OptimizerConfig, OptimizerSchedule
+        from sdn.engine.trainer import Trainer, TrainerConfig
+        from sdn.engine.wrapping import training_wrapper
+        from sdn.models import ModelConfig, build_sdn_model
 
         self.opt = opt = training_options(s, mode, variant)
         self.device, self.mode, self.variant = device, mode, variant
         torch.manual_seed(s.seed)
-        model = build_sdn_model(opt).to(device)
+        model = build_sdn_model(ModelConfig.from_options(opt)).to(device)
         if opt.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
-        model.train()
         self.objective = build_objective(mode, opt)
-        schedule = OptimizerSchedule(model, opt, pretrained=False)
-        self.prepare = input_preparation(opt, device)
-        self.trainer = Trainer(opt=opt, model=model, objective=self.objective, schedule=schedule, device=device,
-                               prepare=self.prepare, logs=RunLogs.disabled(),
+        schedule = OptimizerSchedule(model, OptimizerConfig.from_options(opt))
+        self.prepare = input_preparation(clip_normalize(opt), device, opt.channels_last)
+        self.trainer = Trainer(model=model, objective=self.objective, schedule=schedule,
+                               config=TrainerConfig.from_options(opt), device=device, prepare=self.prepare,
                                class_names=[str(i) for i in range(s.n_classes)],
-                               train_model=training_wrapper(model, opt, mode, SINGLE, device))
+                               train_model=training_wrapper(model, device=device, compile=opt.compile))
         self.optimizer = schedule.optimizer_for(EPOCH)
-        self.batches = synthetic_batches(s, mode, device)
+        self.batches = synthetic_batches(s, self.objective.batch_keys, device)
         self.clips = sum(batch["clip"].shape[0] for batch in self.batches)
 
     def moved(self) -> list[dict[str, Any]]:
@@ -166,7 +168,7 @@ class Iteration:
 
     def __call__(self) -> None:
         torch.backends.cudnn.benchmark = bool(self.opt.cudnn_benchmark)
-        self.trainer._train_step(self.moved(), self.optimizer, EPOCH, 1)
+        self.trainer.step(self.batches, EPOCH, 1)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -319,7 +321,7 @@ def run_sdn_cost(s: TrainSettings, progress: Callable[[str], None] | None = None
         seconds = samples[mode].seconds(s.statistic)
         rows[mode] = {
             "name": MODE_NAMES[mode],
-            "optimizer_steps": 2 if mode == "full" else 1,
+            "optimizer_steps": iterations[mode].objective.n_loaders,
             "clips_per_iteration": iteration.clips,
             "s_per_iteration": seconds,
             "gflop_per_iteration": flops[mode] / 1e9,

@@ -14,7 +14,7 @@ import os
 import torch
 
 from sdn.analysis import AnalysisSettings, analyze, format_table, json_ready, table_rows
-from sdn.config import DATASETS
+from sdn.config import DATASETS, Options
 from sdn.errors import SdnError
 from sdn.io import atomic_write_json
 from sdn.static_reference import measure_static_reference
@@ -76,17 +76,18 @@ def _label_directory(given: str | None, saved: str, flag: str) -> str | None:
     return saved if saved and os.path.isdir(saved) else None
 
 
-def with_data_paths(args: argparse.Namespace, saved: argparse.Namespace) -> argparse.Namespace:
+def with_data_paths(args: argparse.Namespace, saved: Options) -> Options:
     """The checkpoint's options with the data paths given on the command line put over them."""
-    opt = argparse.Namespace(**vars(saved))
+    changes: dict = {}
     for name in ("video_path", "annotation_path"):
         value = _joined(args.root_path, getattr(args, name))
         if value is not None:
-            setattr(opt, name, value)
+            changes[name] = value
     if args.dataset is not None:
-        opt.dataset = args.dataset
+        changes["dataset"] = args.dataset
     if args.n_val_samples is not None:
-        opt.n_val_samples = args.n_val_samples
+        changes["n_val_samples"] = args.n_val_samples
+    opt = saved.replace(**changes)
     for name in ("video_path", "annotation_path"):
         if not os.path.exists(getattr(opt, name)):
             raise SdnError(f"{getattr(opt, name)}: no such file or directory (--{name}; give --root_path/--{name} "

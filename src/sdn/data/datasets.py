@@ -17,7 +17,6 @@ seeded by (seed, epoch, index), so clips do not depend on worker count or on wha
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from sdn.config import Options
 from sdn.data.annotations import (ClipSample, VideoEntry, activitynet_class_names, count_clips,
                                   diving48_class_names, load_json, make_clips, read_activitynet, read_diving48,
                                   read_kinetics, read_labels_database, read_ucf_hmdb)
@@ -187,7 +187,7 @@ def _subset_for_test(test_subset: str) -> str:
     return {"val": "validation", "test": "testing"}[test_subset]
 
 
-def _video_root(opt: argparse.Namespace, phase: str) -> str:
+def _video_root(opt: Options, phase: str) -> str:
     """Kinetics family: ``/train`` and ``/val`` below ``--video_path``; test reads ``--video_path`` itself."""
     if opt.dataset not in KINETICS_FAMILY:
         return opt.video_path
@@ -205,7 +205,7 @@ def _any_label_dir(video_path: str, annotation_path: str) -> bool:
     return any(os.path.isdir(os.path.join(video_path, label)) for label in labels)
 
 
-def read_entries(opt: argparse.Namespace, subset: str, root: str) -> tuple[list[str], list[VideoEntry]]:
+def read_entries(opt: Options, subset: str, root: str) -> tuple[list[str], list[VideoEntry]]:
     """Class names and videos of ``subset`` for every ``--dataset`` except ActivityNet."""
     if opt.dataset == "diving48":
         return read_diving48(opt.annotation_path, root, subset)
@@ -214,7 +214,7 @@ def read_entries(opt: argparse.Namespace, subset: str, root: str) -> tuple[list[
     return read_kinetics(opt.annotation_path, root, subset)
 
 
-def class_names_for(opt: argparse.Namespace) -> list[str]:
+def class_names_for(opt: Options) -> list[str]:
     """Index-to-name mapping of the dataset's classes (Diving48: vocabulary rows joined by ``_``)."""
     if opt.dataset == "diving48":
         return diving48_class_names(opt.annotation_path)
@@ -224,7 +224,7 @@ def class_names_for(opt: argparse.Namespace) -> list[str]:
     return read_labels_database(opt.annotation_path)[0]
 
 
-def _human_masked(opt: argparse.Namespace, subset: str, names: list[str], entries: list[VideoEntry],
+def _human_masked(opt: Options, subset: str, names: list[str], entries: list[VideoEntry],
                   n_samples: int, spatial, temporal, seed: int) -> ClipDataset:
     """The human-mask dataset (``kinetics_adv_msk``).
 
@@ -241,7 +241,7 @@ def _human_masked(opt: argparse.Namespace, subset: str, names: list[str], entrie
                        mask_mode="human", mask_ratio=opt.mask_ratio, skip_bad_samples=opt.on_bad_sample == "skip")
 
 
-def _build(opt: argparse.Namespace, phase: str, spatial, temporal) -> ClipDataset | list[ClipDataset]:
+def _build(opt: Options, phase: str, spatial, temporal) -> ClipDataset | list[ClipDataset]:
     subset = {"training": "training", "validation": "validation"}.get(phase) or _subset_for_test(opt.test_subset)
     n_samples = {"training": 1, "validation": opt.n_val_samples, "test": 0}[phase]
     root = _video_root(opt, phase)
@@ -268,7 +268,7 @@ def _build(opt: argparse.Namespace, phase: str, spatial, temporal) -> ClipDatase
     return [main, _human_masked(opt, subset, names, entries, n_samples, spatial, temporal, seed)]
 
 
-def actor_masks_for(opt: argparse.Namespace, subset: str) -> ActorMasks:
+def actor_masks_for(opt: Options, subset: str) -> ActorMasks:
     """The actor of each clip: ``--human_masks_path`` when given, else the ``--human_dets_path`` boxes."""
     if opt.human_masks_path:
         return ActorMasks(masks=HumanMasks.from_path(opt.human_masks_path, subset))
@@ -281,23 +281,23 @@ def _test_dataset_name(dataset: str) -> str:
     return "kinetics" if dataset in KINETICS_FAMILY else dataset
 
 
-def _check_num_places(opt: argparse.Namespace, labels: SceneLabels) -> None:
+def _check_num_places(opt: Options, labels: SceneLabels) -> None:
     if labels.num_places != opt.num_places_classes:
         raise SdnError(f"{opt.place_pred_path}: the scene labels have {labels.num_places} places but "
                        f"--num_places_classes is {opt.num_places_classes}")
 
 
-def get_training_set(opt: argparse.Namespace, spatial, temporal) -> ClipDataset | list[ClipDataset]:
+def get_training_set(opt: Options, spatial, temporal) -> ClipDataset | list[ClipDataset]:
     """The training set of ``--dataset``; ``kinetics_adv_msk`` gives [unmasked, human-masked]."""
     return _build(opt, "training", spatial, temporal)
 
 
-def get_validation_set(opt: argparse.Namespace, spatial, temporal) -> ClipDataset | list[ClipDataset]:
+def get_validation_set(opt: Options, spatial, temporal) -> ClipDataset | list[ClipDataset]:
     """The validation set (about ``--n_val_samples`` windows per video)."""
     return _build(opt, "validation", spatial, temporal)
 
 
-def get_test_set(opt: argparse.Namespace, spatial, temporal) -> ClipDataset:
+def get_test_set(opt: Options, spatial, temporal) -> ClipDataset:
     """The ``--test_subset`` clips, consecutive windows per video, with video ids."""
     return _build(opt, "test", spatial, temporal)
 

@@ -69,6 +69,42 @@ class ClipNormalize(nn.Module):
         return f"norm_value={self.norm_value}"
 
 
+def normalization(opt: Any) -> tuple[list[float], list[float]]:
+    """The mean and std a run normalises with (``opt.mean``/``opt.std`` as ``resolve`` derived them).
+
+    The original ``norm_method``: mean subtraction only by default, ``--no_mean_norm`` ignored with
+    ``--std_norm``. ``--input_norm torchvision`` always divides by the std (torchvision's transform).
+    """
+    if getattr(opt, "input_norm", "original") == "torchvision":
+        return list(opt.mean), list(opt.std)
+    if opt.no_mean_norm and not opt.std_norm:
+        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    if not opt.std_norm:
+        return list(opt.mean), [1.0, 1.0, 1.0]
+    return list(opt.mean), list(opt.std)
+
+
+def clip_normalize(opt: Any) -> ClipNormalize:
+    """The run's :class:`ClipNormalize` (on the CPU; move it with the model)."""
+    return ClipNormalize(*normalization(opt), opt.norm_value)
+
+
+def input_preparation(normalize: ClipNormalize, device: torch.device | str,
+                      channels_last: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 clips -> the normalised float input on ``device``, in the model's memory format (once per batch).
+
+    Every path that feeds a model (training, validation, test, analysis, CAM, bench) prepares its
+    clips through such a function, so the clips always reach the device before normalising.
+    """
+    normalize = normalize.to(device)
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+
+    def prepare(clip: torch.Tensor) -> torch.Tensor:
+        return normalize(clip.to(normalize.mean.device, non_blocking=True)).contiguous(memory_format=memory_format)
+
+    return prepare
+
+
 # ----------------------------------------------------------------------------------------------
 # Spatial helpers
 

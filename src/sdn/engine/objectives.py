@@ -10,18 +10,24 @@ after step A.
 Each yielded ``Step`` carries the loss and the numbers to log, as ``{column: (value, count)}``,
 so epoch means are weighted by batch size as the original's ``AverageMeter``. ``columns`` are the
 original log columns of the mode; ``extra_columns`` are sdn's additions, written after them.
+
+Every objective also says what it needs (the :class:`Objective` protocol): how many loaders feed
+one iteration, whether incomplete batches are dropped (the original dropped them in the
+adversarial modes, whose heads' BatchNorm1d cannot take a batch of one), whether a step leaves
+parameters unused (DDP must then look for them), and which data its batches must carry
+(:meth:`check_data`). The trainer and ``sdn train`` ask the objective instead of matching mode names.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdn.errors import SdnError
 from sdn.losses import EntropyLoss, scene_loss, top1_correct
 from sdn.methods.albar import COLUMNS as ALBAR_COLUMNS
 from sdn.methods.albar import AlbarWeights, albar_terms
@@ -69,11 +75,38 @@ class ActionLoss(nn.Module):
         return (weight * first + (1 - weight) * second).mean()
 
 
+SCENE_DATASETS = ("kinetics_adv", "kinetics_adv_msk")  # the --dataset values whose clips carry scene labels
+
+
+class Objective(Protocol):
+    """What one training iteration computes, and what it needs from the run."""
+
+    name: str
+    n_loaders: int  # loaders feeding one iteration (one batch each)
+    batch_keys: tuple[tuple[str, ...], ...]  # per loader, the batch entries the steps read
+    drop_incomplete_batches: bool
+    find_unused_parameters: bool  # a step leaves some parameters without a gradient (DDP must be told)
+    columns: list[str]
+    extra_columns: list[str]
+    total_column: str  # the validation value the LR scheduler follows
+    accuracy_column: str
+
+    def check_data(self, datasets: Sequence[Any], dataset: str) -> None:
+        """Raise :class:`SdnError` up front when the ``--dataset`` cannot feed this objective."""
+
+    def steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]: ...
+
+    def validation_steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]: ...
+
+
 class Baseline:
     """Action cross entropy only (``main_baseline_model``)."""
 
     name = "baseline"
     n_loaders = 1
+    batch_keys = (("clip", "label"),)
+    drop_incomplete_batches = False
+    find_unused_parameters = False
     columns = ["loss", "acc"]
     extra_columns: list[str] = []
     total_column = "loss"
@@ -81,6 +114,9 @@ class Baseline:
 
     def __init__(self) -> None:
         self.action_loss = ActionLoss()
+
+    def check_data(self, datasets: Sequence[Any], dataset: str) -> None:
+        del datasets, dataset  # any dataset has action labels
 
     def steps(self, model: Model, batches: list[dict], epoch: int) -> Iterator[Step]:
         batch = batches[0]
@@ -101,17 +137,36 @@ class SceneAdversarial:
 
     name = "place_adv"
     n_loaders = 1
+    batch_keys = (("clip", "label", "place"),)
+    drop_incomplete_batches = True
+    find_unused_parameters = False
     columns = ["loss total", "loss act", "loss place", "acc act", "acc place"]
     extra_columns: list[str] = []
     total_column = "loss total"
     accuracy_column = "acc act"
 
-    def __init__(self, opt: argparse.Namespace) -> None:
+    def __init__(self, *, soft_places: bool = True, place_entropy: str | None = None, entropy_from_epoch: int = 0,
+                 entropy_weight: float = 1.0) -> None:
+        """``soft_places``: the batches' ``place`` are soft pseudo labels (``--is_place_soft``), else
+        class indices. ``place_entropy`` ``"min"``/``"max"`` adds the place-logit entropy term
+        (``--is_place_entropy``, ``--is_entropy_max``) from epoch ``entropy_from_epoch``
+        (``--warm_up_epochs``) on, weighted by ``entropy_weight`` in training."""
         self.action_loss = ActionLoss()
-        self.place_loss = scene_loss(opt.is_place_soft)
-        self.place_entropy = EntropyLoss(maximize=opt.is_entropy_max) if opt.is_place_entropy else None
-        self.entropy_from_epoch = opt.warm_up_epochs
-        self.entropy_weight = opt.weight_entropy_loss
+        self.place_loss = scene_loss(soft_places)
+        self.place_entropy = EntropyLoss(maximize=place_entropy == "max") if place_entropy else None
+        self.entropy_from_epoch = entropy_from_epoch
+        self.entropy_weight = entropy_weight
+
+    @staticmethod
+    def options(opt: Any) -> dict[str, Any]:
+        """The constructor arguments the original flags give."""
+        return dict(soft_places=opt.is_place_soft,
+                    place_entropy=("max" if opt.is_entropy_max else "min") if opt.is_place_entropy else None,
+                    entropy_from_epoch=opt.warm_up_epochs, entropy_weight=opt.weight_entropy_loss)
+
+    def check_data(self, datasets: Sequence[Any], dataset: str) -> None:
+        if dataset not in SCENE_DATASETS:
+            raise SdnError(f"--is_place_adv needs scene pseudo labels: use --dataset kinetics_adv (got {dataset})")
 
     def _scene_step(self, model: Model, batch: dict, epoch: int, entropy_weight: float) -> Step:
         out = model(batch["clip"])
@@ -173,11 +228,19 @@ class FullSDN(SceneAdversarial):
 
     name = "full"
     n_loaders = 2
+    batch_keys = (("clip", "label", "place"), ("clip", "label", "is_masking"))
+    find_unused_parameters = True  # the scene step leaves the hm head unused, the mask step the place head
     extra_columns = ["loss mask", "acc mask", "masked share"]
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
-        self.mask_loss = MaskLoss(opt.mask_loss)
+    def __init__(self, *, mask_loss: str = "original", **scene_options: Any) -> None:
+        """``mask_loss``: a :class:`MaskLoss` variant; ``scene_options`` as :class:`SceneAdversarial`."""
+        super().__init__(**scene_options)
+        self.mask_loss = MaskLoss(mask_loss)
+
+    def check_data(self, datasets: Sequence[Any], dataset: str) -> None:
+        if len(datasets) != 2:
+            raise SdnError("the full SDN mode needs masked and unmasked clips: use --dataset kinetics_adv_msk "
+                           f"(got {dataset})")
 
     def _mask_step(self, model: Model, batch: dict) -> Step:
         out = model(batch["clip"])
@@ -211,13 +274,16 @@ class Albar:
     the mode's.
     """
 
-    def __init__(self, inner: "Baseline | SceneAdversarial | FullSDN", opt: argparse.Namespace) -> None:
+    def __init__(self, inner: Objective, weights: AlbarWeights) -> None:
         self.inner = inner
-        self.weights = AlbarWeights.from_options(opt)
-        self.name, self.n_loaders = inner.name, inner.n_loaders
+        self.weights = weights
+        self.name, self.n_loaders, self.batch_keys = inner.name, inner.n_loaders, inner.batch_keys
+        self.drop_incomplete_batches = inner.drop_incomplete_batches
+        self.find_unused_parameters = inner.find_unused_parameters
         self.columns = inner.columns
         self.extra_columns = [*inner.extra_columns, *ALBAR_COLUMNS]
         self.total_column, self.accuracy_column = inner.total_column, inner.accuracy_column
+        self.check_data = inner.check_data
 
     def _with_terms(self, steps: Iterator[Step], model: Model, batch: dict, train: bool) -> Iterator[Step]:
         first = next(steps)
@@ -234,16 +300,18 @@ class Albar:
         return self._with_terms(self.inner.validation_steps(model, batches, epoch), model, batches[0], train=False)
 
 
-Objective = Baseline | SceneAdversarial | FullSDN | Albar
+MODES = ("baseline", "place_adv", "full")
 
 
-def build_objective(mode: str, opt: argparse.Namespace) -> Objective:
-    """The mode's objective, wrapped by ALBAR when ``--debias albar``."""
+def build_objective(mode: str, opt: Any) -> Objective:
+    """The objective of ``mode`` configured from the training options, wrapped by ALBAR when ``--debias albar``."""
     if mode == "baseline":
-        objective = Baseline()
+        objective: Objective = Baseline()
     elif mode == "place_adv":
-        objective = SceneAdversarial(opt)
+        objective = SceneAdversarial(**SceneAdversarial.options(opt))
+    elif mode == "full":
+        objective = FullSDN(mask_loss=opt.mask_loss, **SceneAdversarial.options(opt))
     else:
-        objective = FullSDN(opt)
-    return Albar(objective, opt) if getattr(opt, "debias", "none") == "albar" else objective
+        raise SdnError(f"training mode {mode!r}: must be one of {', '.join(MODES)}")
+    return Albar(objective, AlbarWeights.from_options(opt)) if opt.debias == "albar" else objective
 

@@ -1,4 +1,4 @@
-"""Optimizers and LR schedulers, as the original sets them up (reference section 8.3).
+"""Optimizers and LR schedulers, as the original's train.py sets them up.
 
 * Plain split (baseline): one SGD over the fine-tuning parameter groups at ``learning_rate``.
 * Adversarial split (a ``(pretrained, new)`` pair): a *first* (warm-up) SGD over the new
@@ -19,7 +19,7 @@ updates.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,47 +30,83 @@ from sdn.errors import SdnError
 from sdn.models.param_groups import adversarial_parameter_split, fine_tuning_parameters
 
 
-def _sgd(params: Any, lr: float, opt: argparse.Namespace) -> torch.optim.SGD:
-    return torch.optim.SGD(
-        params,
-        lr=lr,
-        momentum=opt.momentum,
-        dampening=0 if opt.nesterov else opt.dampening,
-        weight_decay=opt.weight_decay,
-        nesterov=opt.nesterov,
-    )
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The SGD settings and the parameter layout of a run (the original's flags of the same names).
 
+    ``adversarial_split`` chooses the two-optimizer layout; the original took it whenever any
+    scene or mask loss flag was given (:meth:`from_options`), whatever the mode. ``pretrained``
+    (a ``--pretrain_path`` was loaded) makes the plain layout use the fine-tuning groups of
+    ``ft_begin_index``.
+    """
 
-def uses_adversarial_split(opt: argparse.Namespace) -> bool:
-    """The original's rule (CUDA path) for grouping parameters into (pretrained, new)."""
-    return bool(opt.is_place_adv or opt.is_mask_cross_entropy or opt.is_mask_entropy)
+    learning_rate: float = 0.1
+    new_layer_lr: float = 0.1
+    momentum: float = 0.9
+    dampening: float = 0.9
+    weight_decay: float = 1e-3
+    nesterov: bool = False
+    lr_patience: int = 10
+    warm_up_epochs: int = 10
+    ft_begin_index: int = 0
+    adversarial_split: bool = False
+    pretrained: bool = False
+    not_replace_last_fc: bool = False
+    has_hm_head: bool = False
+    slower_place_mlp: bool = False
+    slower_hm_mlp: bool = False
+
+    @classmethod
+    def from_options(cls, opt: Any) -> "OptimizerConfig":
+        return cls(learning_rate=opt.learning_rate, new_layer_lr=opt.new_layer_lr, momentum=opt.momentum,
+                   dampening=opt.dampening, weight_decay=opt.weight_decay, nesterov=opt.nesterov,
+                   lr_patience=opt.lr_patience, warm_up_epochs=opt.warm_up_epochs, ft_begin_index=opt.ft_begin_index,
+                   adversarial_split=bool(opt.is_place_adv or opt.is_mask_cross_entropy or opt.is_mask_entropy),
+                   pretrained=bool(opt.pretrain_path), not_replace_last_fc=opt.not_replace_last_fc,
+                   has_hm_head=opt.is_mask_adv, slower_place_mlp=opt.slower_place_mlp,
+                   slower_hm_mlp=opt.slower_hm_mlp)
+
+    def sgd(self, params: Any, lr: float) -> torch.optim.SGD:
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum,
+                               dampening=0 if self.nesterov else self.dampening,
+                               weight_decay=self.weight_decay, nesterov=self.nesterov)
 
 
 class OptimizerSchedule:
     """The optimizer(s) of a run, which one each epoch uses, and their schedulers."""
 
-    def __init__(self, model: nn.Module, opt: argparse.Namespace, *, pretrained: bool):
-        self.warm_up_epochs = opt.warm_up_epochs
-        self.optimizers: dict[str, torch.optim.SGD] = {}
-        if uses_adversarial_split(opt):
+    def __init__(self, model: nn.Module, config: OptimizerConfig):
+        self.warm_up_epochs = config.warm_up_epochs
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        if config.adversarial_split:
             old, new = adversarial_parameter_split(
                 model,
-                opt.ft_begin_index,
-                not_replace_last_fc=opt.not_replace_last_fc,
-                has_hm_head=opt.is_mask_adv,
-                slower_place_mlp=opt.slower_place_mlp,
-                slower_hm_mlp=opt.slower_hm_mlp,
+                config.ft_begin_index,
+                not_replace_last_fc=config.not_replace_last_fc,
+                has_hm_head=config.has_hm_head,
+                slower_place_mlp=config.slower_place_mlp,
+                slower_hm_mlp=config.slower_hm_mlp,
             )
             if new:
-                self.optimizers["first"] = _sgd(new, opt.new_layer_lr, opt)
-            self.optimizers["second"] = _sgd([{"params": old}, {"params": new}], opt.learning_rate, opt)
+                self.optimizers["first"] = config.sgd(new, config.new_layer_lr)
+            self.optimizers["second"] = config.sgd([{"params": old}, {"params": new}], config.learning_rate)
         else:
-            params = fine_tuning_parameters(model, opt.ft_begin_index) if pretrained else list(model.parameters())
-            self.optimizers["main"] = _sgd(params, opt.learning_rate, opt)
+            params = (fine_tuning_parameters(model, config.ft_begin_index) if config.pretrained
+                      else list(model.parameters()))
+            self.optimizers["main"] = config.sgd(params, config.learning_rate)
         self.schedulers = {
-            name: ReduceLROnPlateau(optimizer, mode="min", patience=opt.lr_patience)
+            name: ReduceLROnPlateau(optimizer, mode="min", patience=config.lr_patience)
             for name, optimizer in self.optimizers.items()
         }
+
+    @classmethod
+    def single(cls, optimizer: torch.optim.Optimizer, lr_patience: int = 10) -> "OptimizerSchedule":
+        """Any optimizer of the caller's (the library API), with a ``ReduceLROnPlateau`` on the validation total."""
+        schedule = cls.__new__(cls)
+        schedule.warm_up_epochs = 0
+        schedule.optimizers = {"main": optimizer}
+        schedule.schedulers = {"main": ReduceLROnPlateau(optimizer, mode="min", patience=lr_patience)}
+        return schedule
 
     def name_for(self, epoch: int) -> str:
         if "main" in self.optimizers:
@@ -85,7 +121,7 @@ class OptimizerSchedule:
             return "first"
         return "second"
 
-    def optimizer_for(self, epoch: int) -> torch.optim.SGD:
+    def optimizer_for(self, epoch: int) -> torch.optim.Optimizer:
         return self.optimizers[self.name_for(epoch)]
 
     def scheduler_for(self, epoch: int) -> ReduceLROnPlateau:
@@ -116,7 +152,7 @@ class OptimizerSchedule:
         """An original checkpoint holds only the optimizer of the epoch it was saved after."""
         self.optimizer_for(saved_epoch).load_state_dict(optimizer_state)
 
-    def _optimizer(self, name: str) -> torch.optim.SGD:
+    def _optimizer(self, name: str) -> torch.optim.Optimizer:
         if name not in self.optimizers:
             raise SdnError(f"checkpoint has an optimizer {name!r} that this run does not build "
                            f"(this run has {', '.join(self.optimizers)}); were the options changed?")

@@ -1,8 +1,9 @@
-"""One trainer for the three modes: it runs epochs, the objective says what a step computes.
+"""One trainer for every objective: it owns the loop, the objective says what a step computes.
 
-Per epoch (as the original ``main_*`` loops): train, validate, step the LR scheduler of the
-epoch's optimizer with the validation total loss (only when both ran), save ``save_{epoch}.pth``
-every ``--checkpoint`` epochs. The checkpoint is written at the end of the epoch, after the
+:meth:`Trainer.fit` runs the epochs as the original ``main_*`` loops: train, validate, step the LR
+scheduler of the epoch's optimizer with the validation total loss (only when both ran), save
+``save_{epoch}.pth`` every ``--checkpoint`` epochs. :meth:`Trainer.step` is one training iteration
+on batches as a loader gives them (the library API's unit, and what ``sdn bench`` times). The checkpoint is written at the end of the epoch, after the
 scheduler step (the original saved before validation and never saved the scheduler), so a resumed
 run continues with exactly the optimizer, scheduler and data order an uninterrupted run would have.
 
@@ -13,7 +14,6 @@ resume repeats the same batches.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
@@ -37,8 +37,6 @@ from sdn.distributed import SINGLE, Context, any_across, gather, sum_across
 from sdn.errors import SdnError
 from sdn.methods.base import BatchTransform
 from sdn.seeding import mix_seed
-
-
 
 LOADER_TIMEOUT_S = 600  # a worker stuck this long on one batch (e.g. a hostile video) is an error, not a hang
 
@@ -185,10 +183,37 @@ class RunLogs:
             self.tensorboard.close()
 
 
-def run_counters(opt: argparse.Namespace) -> list[str]:
-    """Training-log columns for the counts that only exist when skipping is allowed."""
-    return (["bad samples"] if opt.on_bad_sample == "skip" else []) + \
-        (["skipped steps"] if opt.on_nonfinite == "skip" else [])
+@dataclass(frozen=True)
+class TrainerConfig:
+    """What the loop needs to know: where it writes, how long it runs, precision, failure policies.
+
+    ``options`` are the run's full training options (saved in every checkpoint as ``config``, so
+    ``sdn analyze``/``sdn visualize`` can rebuild the model); a library user may leave them out.
+    """
+
+    result_path: str
+    n_epochs: int = 1
+    checkpoint_every: int = 10
+    seed: int = 1
+    arch: str = ""
+    amp: str = "off"
+    zero_grad_to_none: bool = False
+    on_nonfinite: str = "error"
+    on_bad_sample: str = "error"
+    progress: bool = True
+    options: Any = None
+
+    @classmethod
+    def from_options(cls, opt: Any) -> "TrainerConfig":
+        return cls(result_path=opt.result_path, n_epochs=opt.n_epochs, checkpoint_every=opt.checkpoint,
+                   seed=opt.manual_seed, arch=opt.arch, amp=opt.amp, zero_grad_to_none=opt.zero_grad_to_none,
+                   on_nonfinite=opt.on_nonfinite, on_bad_sample=opt.on_bad_sample, progress=not opt.no_progress,
+                   options=opt)
+
+    def counters(self) -> list[str]:
+        """Training-log columns for the counts that only exist when skipping is allowed."""
+        return (["bad samples"] if self.on_bad_sample == "skip" else []) + \
+            (["skipped steps"] if self.on_nonfinite == "skip" else [])
 
 
 def open_logs(result_path: str, objective: Objective, *, train: bool, val: bool, resume_at: tuple[int, int] | None,
@@ -249,25 +274,28 @@ class Trainer:
     ``last.pth`` with the position inside the epoch and raises :class:`Preempted`.
     """
 
-    def __init__(self, *, opt: argparse.Namespace, model: nn.Module, objective: Objective,
-                 schedule: OptimizerSchedule | None, device: torch.device, prepare: Callable[[Tensor], Tensor],
-                 logs: RunLogs, class_names: list[str], context: Context = SINGLE,
+    def __init__(self, *, model: nn.Module, objective: Objective, schedule: OptimizerSchedule | None,
+                 config: TrainerConfig, device: torch.device, prepare: Callable[[Tensor], Tensor],
+                 logs: RunLogs | None = None, class_names: list[str] = (), context: Context = SINGLE,
                  train_model: nn.Module | None = None, batch_transform: BatchTransform | None = None):
         """``train_model`` is what training steps call (a DDP or compiled wrapper); ``model`` is the
-        plain module that is validated and saved. ``batch_transform`` (a debiasing method) changes the
-        first loader's training batches, never validation ones."""
-        self.opt, self.model, self.objective, self.schedule = opt, model, objective, schedule
-        self.device, self.prepare, self.logs, self.class_names = device, prepare, logs, class_names
+        plain module that is validated and saved. ``prepare`` turns a batch's uint8 clips into the
+        model's input on ``device`` (:func:`sdn.data.transforms.input_preparation`).
+        ``batch_transform`` (a debiasing method) changes the first loader's training batches, never
+        validation ones. ``logs`` default to none (:meth:`RunLogs.disabled`)."""
+        self.config, self.model, self.objective, self.schedule = config, model, objective, schedule
+        self.device, self.prepare, self.class_names = device, prepare, list(class_names)
+        self.logs = RunLogs.disabled() if logs is None else logs
         self.context = context
         self.train_model = model if train_model is None else train_model
         self.batch_transform = batch_transform
-        self.progress = not opt.no_progress and context.is_main
-        if opt.amp == "fp16" and device.type != "cuda":
+        self.progress = config.progress and context.is_main
+        if config.amp == "fp16" and device.type != "cuda":
             raise SdnError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.stop_signal: int | None = None
-        self.last_path = os.path.join(opt.result_path, "last.pth")
+        self.last_path = os.path.join(config.result_path, "last.pth")
         self.bad_samples, self.skipped_steps = 0, 0
         self._epoch_meter: MeanMeter | None = None
         self._n_train_batches = 0
@@ -321,7 +349,7 @@ class Trainer:
         """The debiasing transform and its generator for one batch of one loader (none outside training)."""
         if not train or stream != 0 or self.batch_transform is None:
             return None, None
-        seed = mix_seed(self.opt.manual_seed, METHOD_STREAM, epoch, number, self.context.rank)
+        seed = mix_seed(self.config.seed, METHOD_STREAM, epoch, number, self.context.rank)
         return self.batch_transform, torch.Generator().manual_seed(seed)
 
     def _record_bad_samples(self, batches: list[dict], epoch: int, number: int) -> None:
@@ -329,7 +357,7 @@ class Trainer:
         if not bad:
             return
         self.bad_samples += len(bad)
-        with open(os.path.join(self.opt.result_path, "bad_samples.txt"), "a", encoding="utf-8") as handle:
+        with open(os.path.join(self.config.result_path, "bad_samples.txt"), "a", encoding="utf-8") as handle:
             handle.writelines(f"{epoch}\t{number}\t{entry}\n" for entry in bad)
 
     def train_epoch(self, epoch: int, loaders: list[EpochLoader], position: dict | None = None) -> dict[str, float]:
@@ -346,7 +374,7 @@ class Trainer:
         n_batches = min(len(loader) for loader in loaders)
         for number, batches, wait in self._batches(loaders, epoch, f"train {epoch}", start, train=True):
             waited += wait
-            current = self._train_step(batches, optimizer, epoch, number)
+            current = self._optimizer_steps(batches, optimizer, epoch, number)
             if current is None:
                 self._stop_if_requested(epoch, number, meter)
                 continue
@@ -367,22 +395,47 @@ class Trainer:
         self._epoch_meter, self._n_train_batches = meter, n_batches
         return means
 
-    def _train_step(self, batches: list[dict], optimizer: torch.optim.Optimizer, epoch: int,
-                    number: int) -> dict[str, tuple[float, int]] | None:
+    def step(self, batches: list[dict[str, Any]], epoch: int = 1, number: int = 1) -> dict[str, float] | None:
+        """One training iteration on the batches of one loader each (as collated, clips uint8 on any
+        device): moved and normalised, changed by the debiasing method, then every optimizer step of
+        the objective with the epoch's optimizer. Returns the logged values, None when skipped
+        (``on_nonfinite="skip"``)."""
+        self.model.train()
+        moved = [move_batch(batch, self.device, self.prepare, *self._method_for(True, i, epoch, number))
+                 for i, batch in enumerate(batches)]
+        current = self._optimizer_steps(moved, self.schedule.optimizer_for(epoch), epoch, number)
+        return None if current is None else {name: value for name, (value, _) in current.items()}
+
+    def fit(self, train_loaders: list[EpochLoader], val_loaders: list[EpochLoader], *, begin_epoch: int = 1,
+            position: dict | None = None) -> None:
+        """The epochs ``begin_epoch..n_epochs``: train, validate, step the epoch's LR scheduler with the
+        validation total, save. ``position`` (from a mid-epoch ``last.pth``) resumes inside the first."""
+        for epoch in range(begin_epoch, self.config.n_epochs + 1):
+            if train_loaders:
+                self.train_epoch(epoch, train_loaders, position if epoch == begin_epoch else None)
+            if val_loaders:
+                val_metrics = self.validate(epoch, val_loaders)
+                if train_loaders:
+                    self.schedule.scheduler_for(epoch).step(val_metrics[self.objective.total_column])
+            if train_loaders:
+                self.end_epoch(epoch)
+
+    def _optimizer_steps(self, batches: list[dict], optimizer: torch.optim.Optimizer, epoch: int,
+                         number: int) -> dict[str, tuple[float, int]] | None:
         """The objective's optimizer steps for one iteration; the metrics to log, None if skipped."""
         current: dict[str, tuple[float, int]] = {}
         for step in _autocast_each(self.objective.steps(self.train_model, batches, epoch), self._autocast):
             if not torch.isfinite(step.loss.detach()).all():
                 self._non_finite(step.loss, epoch, number)
                 return None
-            optimizer.zero_grad(set_to_none=self.opt.zero_grad_to_none)
+            optimizer.zero_grad(set_to_none=self.config.zero_grad_to_none)
             self._backward_and_step(step.loss, optimizer)
             current.update(step.metrics)
         return current
 
     def _non_finite(self, loss: Tensor, epoch: int, number: int) -> None:
         where = f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {number}"
-        if self.opt.on_nonfinite == "error":
+        if self.config.on_nonfinite == "error":
             raise SdnError(f"{where}; stopping. The last saved checkpoint is intact; try a lower --learning_rate "
                            "(or --on_nonfinite skip)")
         self.skipped_steps += 1
@@ -425,12 +478,12 @@ class Trainer:
         optimizer = self.schedule.optimizer_for(epoch)
         checkpoint = make_checkpoint(
             next_epoch=epoch if position else epoch + 1,
-            arch=self.opt.arch,
+            arch=self.config.arch,
             model=self.model,
             optimizer_state=optimizer.state_dict(),
             **self.schedule.state_dict(),
             rng_state=capture_rng_state(),
-            config=_plain_config(self.opt),
+            config=_plain_config(self.config.options),
             class_names=list(self.class_names),
         )
         if position:
@@ -444,8 +497,8 @@ class Trainer:
         self._check_replicas()
         if not self.context.is_main:
             return
-        if epoch % self.opt.checkpoint == 0:
-            path = os.path.join(self.opt.result_path, f"save_{epoch}.pth")
+        if epoch % self.config.checkpoint_every == 0:
+            path = os.path.join(self.config.result_path, f"save_{epoch}.pth")
             self.save(epoch, path)
             link_checkpoint(path, self.last_path)
         else:
@@ -503,7 +556,9 @@ def _autocast_each(steps: Iterator, autocast: Callable[[], contextlib.AbstractCo
         yield step
 
 
-def _plain_config(opt: argparse.Namespace) -> dict[str, Any]:
-    """Options as plain values (what ``weights_only`` loading accepts)."""
+def _plain_config(opt: Any) -> dict[str, Any] | None:
+    """Options as plain values (what ``weights_only`` loading accepts); None without options."""
+    if opt is None:
+        return None
     return {key: value for key, value in opts_dict(opt).items()
             if isinstance(value, (str, int, float, bool, list, type(None)))}

@@ -20,14 +20,17 @@ norm is per clip over all its values (the paper's ``||∇||_2``).
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from sdn.methods.base import Batch, MethodSetup
+
+if TYPE_CHECKING:
+    from sdn.config import Options
 
 COLUMNS = ["loss albar", "loss static", "entropy static", "grad penalty", "acc static"]
 
@@ -39,7 +42,7 @@ class AlbarWeights:
     gradient_penalty: float = 10.0
 
     @classmethod
-    def from_options(cls, opt: argparse.Namespace) -> "AlbarWeights":
+    def from_options(cls, opt: Options) -> "AlbarWeights":
         return cls(opt.albar_adv_weight, opt.albar_entropy_weight, opt.albar_gp_weight)
 
 

@@ -24,9 +24,8 @@ background gives it that clip's scene target (``place``), which SDN's scene head
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 from torch import Tensor
@@ -35,6 +34,9 @@ from torch.utils.data import Dataset
 from sdn.distributed import SINGLE, Context
 
 Batch = dict[str, Any]
+
+if TYPE_CHECKING:
+    from sdn.config import Options
 
 
 class BatchTransform(Protocol):
@@ -47,7 +49,7 @@ class BatchTransform(Protocol):
 class MethodSetup:
     """What building a method may need beyond the options (StillMix trains a reference network)."""
 
-    opt: argparse.Namespace
+    opt: Options
     device: torch.device
     train_dataset: Dataset | None
     normalize: Callable[[Tensor], Tensor]

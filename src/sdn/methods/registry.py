@@ -12,16 +12,18 @@ says where each comes from, and docs/methods.md gathers them.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sdn.errors import SdnError
 
+if TYPE_CHECKING:
+    from sdn.config import Options
 
-def _no_check(opt: argparse.Namespace) -> None:
+
+def _no_check(opt: Options) -> None:
     del opt
 
 
@@ -37,7 +39,7 @@ class Method:
     citation: str
     add_options: Callable[[Any], None]
     module: str
-    check: Callable[[argparse.Namespace], None] = _no_check
+    check: Callable[[Options], None] = _no_check
     needs_actor_mask: bool = False
 
     def builder(self) -> Callable:
@@ -49,19 +51,19 @@ class Method:
 # Option checks shared by the methods
 
 
-def check_probability(opt: argparse.Namespace, name: str) -> None:
+def check_probability(opt: Options, name: str) -> None:
     value = getattr(opt, name)
     if not 0.0 <= value <= 1.0:  # also refuses NaN
         raise SdnError(f"--{name} must be in [0, 1], got {value}")
 
 
-def check_non_negative(opt: argparse.Namespace, name: str) -> None:
+def check_non_negative(opt: Options, name: str) -> None:
     value = getattr(opt, name)
     if not value >= 0.0:
         raise SdnError(f"--{name} must be >= 0, got {value}")
 
 
-def check_positive(opt: argparse.Namespace, name: str) -> None:
+def check_positive(opt: Options, name: str) -> None:
     value = getattr(opt, name)
     if not value > 0:
         raise SdnError(f"--{name} must be > 0, got {value}")
@@ -78,7 +80,7 @@ def _be_options(group) -> None:
                        help="BE: probability that a training clip is changed (0.5)")
 
 
-def _be_check(opt: argparse.Namespace) -> None:
+def _be_check(opt: Options) -> None:
     check_probability(opt, "be_prob")
     check_probability(opt, "be_max_weight")
 
@@ -94,7 +96,7 @@ def _actorcutmix_options(group) -> None:
                        help="ActorCutMix with boxes: a detection scoring at least this is part of the actor (0.4)")
 
 
-def _actorcutmix_check(opt: argparse.Namespace) -> None:
+def _actorcutmix_check(opt: Options) -> None:
     check_probability(opt, "actorcutmix_prob")
     check_probability(opt, "actorcutmix_det_threshold")
     if opt.human_masks_path:
@@ -117,7 +119,7 @@ def _fame_options(group) -> None:
                        help="FAME: probability that a training clip is merged onto another's background (0.5)")
 
 
-def _fame_check(opt: argparse.Namespace) -> None:
+def _fame_check(opt: Options) -> None:
     check_probability(opt, "fame_prob")
     check_probability(opt, "fame_fg_ratio")
     if opt.sample_duration < 2:
@@ -150,7 +152,7 @@ def _stillmix_options(group) -> None:
         help="StillMix: channels of the frame reference's first stage (32)")
 
 
-def _stillmix_check(opt: argparse.Namespace) -> None:
+def _stillmix_check(opt: Options) -> None:
     check_probability(opt, "stillmix_prob")
     check_probability(opt, "stillmix_keep")
     for name in ("stillmix_alpha1", "stillmix_alpha2", "stillmix_bank_size", "stillmix_reference_epochs",
@@ -178,7 +180,7 @@ def _albar_options(group) -> None:
         help="ALBAR: the frame the static clip repeats: the middle one (the paper's) or a random one per clip")
 
 
-def _albar_check(opt: argparse.Namespace) -> None:
+def _albar_check(opt: Options) -> None:
     for name in ("albar_adv_weight", "albar_entropy_weight", "albar_gp_weight"):
         check_non_negative(opt, name)
     if opt.compile and opt.albar_gp_weight > 0:
@@ -208,13 +210,13 @@ NONE = "none"
 CHOICES = (NONE, *METHODS)
 
 
-def method_of(opt: argparse.Namespace) -> Method | None:
+def method_of(opt: Options) -> Method | None:
     """The run's method, None without ``--debias``."""
     name = getattr(opt, "debias", NONE)
     return None if name == NONE else METHODS[name]
 
 
-def needs_actor_mask(opt: argparse.Namespace) -> bool:
+def needs_actor_mask(opt: Options) -> bool:
     """Whether training clips must carry an aligned ``actor_mask``."""
     method = method_of(opt)
     return method is not None and method.needs_actor_mask

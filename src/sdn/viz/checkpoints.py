@@ -1,15 +1,14 @@
 """A ready-to-explain model from any checkpoint ``sdn train`` wrote.
 
 The checkpoint carries its training options (``config``), so the model is rebuilt exactly as
-trained — same family, depth, shortcut and SDN heads — with ``sdn train``'s own builder, then
-loaded strictly. The classifier may have been replaced for fine-tuning (``n_finetune_classes``)
+trained — same family, depth, shortcut and SDN heads — from the same :class:`ModelConfig` that
+``sdn train`` builds, then loaded strictly. The classifier may have been replaced for fine-tuning (``n_finetune_classes``)
 or kept (``--not_replace_last_fc``); rather than guess from the options, its size is read from the
 stored weights.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +16,10 @@ from typing import Any
 import torch
 
 from sdn.checkpoint import check_arch, load_for_resume, model_state, read_checkpoint
-from sdn.cli.train import build_sdn_model, normalization
-from sdn.config import build_parser
-from sdn.data.transforms import ClipNormalize
+from sdn.config import Options, build_parser
+from sdn.data.transforms import ClipNormalize, clip_normalize
 from sdn.errors import SdnError
-from sdn.models import SDNNet, arch_name
+from sdn.models import ModelConfig, SDNNet, arch_name, build_sdn_model, family_of
 
 
 @dataclass
@@ -29,7 +27,7 @@ class LoadedModel:
     """A model in eval mode with what is needed to feed and describe it."""
 
     model: SDNNet
-    opt: argparse.Namespace  # the training options (defaults filled in for options older files lack)
+    opt: Options  # the training options (defaults filled in for options older files lack)
     class_names: list[str]
     path: str
     normalize: ClipNormalize  # uint8 clips -> the normalised input the model was trained on
@@ -55,18 +53,24 @@ class LoadedModel:
         raise SdnError(f"{self.path}: --class {spec!r} is not a class of this model (classes: {known or 'unnamed'})")
 
 
-def training_options(config: Any, path: str) -> argparse.Namespace:
-    """The saved options over ``sdn train``'s defaults (files from older versions may lack newer options)."""
+def training_options(config: Any, path: str) -> Options:
+    """The saved options over ``sdn train``'s defaults (files from older versions may lack newer options;
+    options this version does not know are ignored)."""
     if not isinstance(config, dict):
         raise SdnError(f"{path}: the checkpoint holds no training options ('config'); only checkpoints "
                        "written by 'sdn train' can be rebuilt without flags")
     if "mean" not in config or "std" not in config:
         raise SdnError(f"{path}: the saved training options lack 'mean'/'std'; cannot normalise clips as trained")
     opt = build_parser().parse_args([])
+    known = set(Options.names())
     for key, value in config.items():
-        setattr(opt, key, value)
+        if key in known:
+            setattr(opt, key, value)
+    family_of(opt.model)  # a checkpoint of a model this version lacks: one line naming what exists
     opt.arch = arch_name(opt.model, opt.model_depth)
-    return opt
+    if opt.input_norm == "auto":  # saved before --input_norm existed: the original normalisation
+        opt.input_norm = "original"
+    return Options.from_namespace(opt)
 
 
 def _fit_classifier(model: SDNNet, checkpoint: dict[str, Any], path: str) -> None:
@@ -83,10 +87,10 @@ def load_model(path: str | os.PathLike, *, allow_pickle: bool = False,
     checkpoint = read_checkpoint(path, allow_pickle=allow_pickle)
     opt = training_options(checkpoint.get("config"), path)
     check_arch(checkpoint, opt.arch, path)
-    model = build_sdn_model(opt)
+    model = build_sdn_model(ModelConfig.from_options(opt))
     _fit_classifier(model, checkpoint, path)
     load_for_resume(model, checkpoint, path)
     names = checkpoint.get("class_names")
     class_names = [str(name) for name in names] if isinstance(names, list) else []
-    normalize = ClipNormalize(*normalization(opt), opt.norm_value)
+    normalize = clip_normalize(opt)
     return LoadedModel(model.to(device).eval(), opt, class_names, path, normalize.to(device))
