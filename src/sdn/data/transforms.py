@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sdn.data.mean_std import get_mean, get_torchvision_mean_std
 from sdn.errors import SdnError
+from sdn.models.registry import family_of
 
 Box = tuple[int, int, int, int]
 CROP_POSITIONS = ("c", "tl", "tr", "bl", "br")
@@ -87,6 +89,14 @@ def normalization(opt: Any) -> tuple[list[float], list[float]]:
 def clip_normalize(opt: Any) -> ClipNormalize:
     """The run's :class:`ClipNormalize` (on the CPU; move it with the model)."""
     return ClipNormalize(*normalization(opt), opt.norm_value)
+
+
+def default_normalize(model: str) -> ClipNormalize:
+    """The input normalisation ``model``'s family expects by default (``--input_norm auto``, 0..255 clips):
+    torchvision's Kinetics-400 mean and std for its video models, the original's mean subtraction otherwise."""
+    if family_of(model).input_norm == "torchvision":
+        return ClipNormalize(*get_torchvision_mean_std(1))
+    return ClipNormalize(get_mean(1, "activitynet"), [1.0, 1.0, 1.0])
 
 
 def input_preparation(normalize: ClipNormalize, device: torch.device | str,

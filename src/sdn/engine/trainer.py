@@ -98,8 +98,9 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
 class EpochLoader:
     """A DataLoader whose shuffle order and sample randomness are fixed by (seed, epoch)."""
 
-    def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
-                 pin_memory: bool, seed: int, stream: int = 0, context: Context = SINGLE, sharding: str = "padded"):
+    def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+                 workers: int = 0, pin_memory: bool = False, seed: int = 0, stream: int = 0, context: Context = SINGLE,
+                 sharding: str = "padded"):
         self.dataset = dataset
         self.sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, stream=stream, context=context,
                                     sharding=sharding)
