@@ -1,4 +1,4 @@
-"""Test: clip scores averaged per video, written as ``{test_subset}.json`` (reference section 10).
+"""Test: clip scores averaged per video, written as ``{test_subset}.json``.
 
 Same format and merge rule as the original ``libs/test.py`` (consecutive clips of one video id are
 averaged; a later run of the same id replaces the earlier one; top-k entries highest first), without
