@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,7 @@ from sdn.errors import SdnError
 from sdn.models.grad_reversal import GradientReversal
 
 HEAD_BN_INITS = ("uniform", "ones")
+NO_PARAMETER = "\0"  # a substring no parameter name contains
 
 
 class SDNOutput(NamedTuple):
@@ -91,12 +92,21 @@ class SDNNet(nn.Module, ABC):
     ``stage_patterns`` and ``tail_names`` give the parameter-name substrings of the original
     fine-tuning lists (section 8): stage ``i`` is ``pattern.format(i)`` for each pattern (ResNet:
     ``layer{i}``; DenseNet: ``denseblock{i}`` and ``transition{i}``), and ``tail_names`` are
-    trained whenever any fine-tuning list is (DenseNet: ``norm5``).
+    trained whenever any fine-tuning list is (DenseNet: ``norm5``). Families whose stages are not
+    one module name per index (torchvision's S3D, MViT, Swin3D) build them with :func:`stage_table`.
+
+    ``cam_exact`` says whether the classifier reads the spatio-temporal mean of
+    :meth:`feature_maps` (so CAM is exact); MViT's reads its class token, so it sets ``False`` and
+    names in ``gradcam_layer`` the module whose 5-D output Grad-CAM explains by default (``None``:
+    :meth:`feature_maps`). A family with dropout before its classifier registers it as
+    ``classifier_dropout``; the SDN heads never see it.
     """
 
     classifier_name: str = "fc"
-    stage_patterns: tuple[str, ...] = ("layer{}",)
+    stage_patterns: tuple[Any, ...] = ("layer{}",)
     tail_names: tuple[str, ...] = ()
+    cam_exact: bool = True
+    gradcam_layer: str | None = None
     feature_dim: int
 
     def add_sdn_heads(
@@ -139,10 +149,19 @@ class SDNNet(nn.Module, ABC):
 
     def forward(self, x: Tensor) -> SDNOutput:
         f = self.pooled_features(x)
-        action = self.get_classifier()(f)
+        action = self.get_classifier()(self.classifier_input(f))
         hm = self.hm_mlp(self.hm_reversal(f)) if self.hm_mlp is not None else None
         place = self.place_mlp(self.place_reversal(f)) if self.place_mlp is not None else None
         return SDNOutput(action=action, place=place, hm=hm)
+
+    def classifier_input(self, f: Tensor) -> Tensor:
+        """What the classifier reads: ``f``, through the family's ``classifier_dropout`` if it has one.
+
+        Not an attribute default on the class: ``nn.Module`` registers sub-modules in ``_modules``,
+        where a class attribute of the same name would shadow them.
+        """
+        dropout = self._modules.get("classifier_dropout")
+        return f if dropout is None else dropout(f)
 
     def get_classifier(self) -> nn.Linear:
         return getattr(self, self.classifier_name)
@@ -155,3 +174,33 @@ class SDNNet(nn.Module, ABC):
         old = self.get_classifier()
         new = nn.Linear(self.feature_dim, num_classes, device=old.weight.device, dtype=old.weight.dtype)
         setattr(self, self.classifier_name, new)
+
+
+class _StageSlot:
+    """One ``stage_patterns`` entry of a :func:`stage_table`: ``format(i)`` is the ``slot``-th name of stage ``i``."""
+
+    def __init__(self, table: dict[int, tuple[str, ...]], slot: int):
+        self.table = table
+        self.slot = slot
+
+    def format(self, stage: int) -> str:
+        names = self.table.get(stage, ())
+        return names[self.slot] if self.slot < len(names) else NO_PARAMETER
+
+    def __repr__(self) -> str:
+        return f"stage_table slot {self.slot} of {self.table}"
+
+
+def stage_table(table: dict[int, Sequence[str]]) -> tuple[_StageSlot, ...]:
+    """``stage_patterns`` for stages that are several modules each, e.g. ``{1: ("features.2.", "features.3."), ...}``.
+
+    The fine-tuning lists (``sdn.models.param_groups``) ask each pattern for ``pattern.format(i)``
+    and match the result as a substring of parameter names; torchvision's models number their
+    modules (``features.5``, ``blocks.12``) and their state-dict keys must stay torchvision's, so a
+    stage cannot be one formatted name. This gives one pattern per slot whose ``format(i)`` is the
+    slot-th name of stage ``i``, or a string no parameter name contains. End names with ``.`` so
+    ``blocks.1.`` does not also match ``blocks.12``.
+    """
+    frozen = {stage: tuple(names) for stage, names in table.items()}
+    width = max((len(names) for names in frozen.values()), default=0)
+    return tuple(_StageSlot(frozen, slot) for slot in range(width))
