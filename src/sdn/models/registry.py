@@ -51,6 +51,19 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("wideresnet", "sdn.models.wide_resnet", "wide 3D ResNet", (50,)),
     Family("resnext", "sdn.models.resnext", "3D ResNeXt", (50, 101, 152)),
     Family("densenet", "sdn.models.densenet", "3D DenseNet-BC", (121, 169, 201, 264)),
+    Family("r3d_18", "sdn.models.video_resnet", "torchvision R3D-18 (3D ResNet-18)", input_norm="torchvision"),
+    Family("mc3_18", "sdn.models.video_resnet", "torchvision MC3-18 (3D then 2D convolutions)",
+           input_norm="torchvision"),
+    Family("r2plus1d_18", "sdn.models.video_resnet", "torchvision R(2+1)D-18 (spatial then temporal convolutions)",
+           input_norm="torchvision"),
+    Family("s3d", "sdn.models.s3d", "torchvision S3D (separable 3D inception)", input_norm="torchvision"),
+    Family("mvit_v1_b", "sdn.models.mvit", "torchvision MViT-v1-B (multiscale vision transformer)",
+           input_norm="torchvision"),
+    Family("mvit_v2_s", "sdn.models.mvit", "torchvision MViT-v2-S (multiscale vision transformer)",
+           input_norm="torchvision"),
+    Family("swin3d_t", "sdn.models.swin3d", "torchvision Video Swin-T", input_norm="torchvision"),
+    Family("swin3d_s", "sdn.models.swin3d", "torchvision Video Swin-S", input_norm="torchvision"),
+    Family("swin3d_b", "sdn.models.swin3d", "torchvision Video Swin-B", input_norm="torchvision"),
 )}
 
 
