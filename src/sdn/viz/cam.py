@@ -5,7 +5,8 @@ Two methods:
 * ``cam`` (Zhou et al. 2016): the action head is a linear layer on the average-pooled last
   feature map, so the logit of class ``k`` is the spatio-temporal mean of
   ``sum_c W[k, c] * F[c, t, h, w]``. That sum *is* the map: no gradients, exact for every
-  backbone here (all pool then classify).
+  backbone that pools then classifies. A model with ``cam_exact = False`` (MViT, which reads a
+  class token) is refused; Grad-CAM then explains its ``gradcam_layer`` by default.
 * ``gradcam`` (Selvaraju et al. 2017): any layer whose output is a 5-D map ``[B, C, t, h, w]``;
   channel weights are the mean gradient of the class logit over the map. It explains earlier
   layers (finer maps) and works for any head.
@@ -87,6 +88,9 @@ def _check_clips(clips: Tensor) -> None:
 def class_activation_maps(model: nn.Module, clips: Tensor, classes: int | Tensor | None = None) -> ActivationMaps:
     """CAM: classifier row of the class times the last feature map, at the clips' [T, H, W]."""
     _check_clips(clips)
+    if not getattr(model, "cam_exact", True):
+        raise SdnError(f"--method cam: the {type(model).__name__} classifier does not read the mean of the last "
+                       "feature map (MViT reads a class token), so CAM cannot explain it; use --method gradcam")
     with _eval_mode(model), torch.no_grad():
         features = model.feature_maps(clips)
         classifier = model.get_classifier()
@@ -138,8 +142,9 @@ def _forward_recording(model: nn.Module, clips: Tensor, layer: str | None) -> tu
 
 def grad_cam(model: nn.Module, clips: Tensor, layer: str | None = None,
              classes: int | Tensor | None = None) -> ActivationMaps:
-    """Grad-CAM of ``layer`` (default: the last feature map) at the clips' [T, H, W]."""
+    """Grad-CAM of ``layer`` (default: the model's ``gradcam_layer``, else the last feature map) at [T, H, W]."""
     _check_clips(clips)
+    layer = layer if layer is not None else getattr(model, "gradcam_layer", None)
     with _eval_mode(model), torch.enable_grad():
         # A leaf that needs gradients keeps the graph alive even when every parameter is frozen.
         inputs = clips.detach().requires_grad_(True)
