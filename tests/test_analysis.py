@@ -83,6 +83,7 @@ def tiny_run(synth_dataset, tmp_path_factory) -> tuple[Path, Path]:
     return root, result / "save_1.pth"
 
 
+@pytest.mark.slow
 def test_analyze_end_to_end(tiny_run, tmp_path, capsys):
     root, checkpoint = tiny_run
     out = tmp_path / "analysis.json"
@@ -105,6 +106,7 @@ def test_analyze_end_to_end(tiny_run, tmp_path, capsys):
     assert attention is None or 0.0 <= attention <= 1.0
 
 
+@pytest.mark.slow
 def test_analyze_reports_bad_paths_in_one_line(tiny_run, tmp_path, capsys):
     root, checkpoint = tiny_run
     missing = tmp_path / "nope.json"
@@ -132,6 +134,7 @@ def test_contrast_accuracy_pairs_scuba_with_scufo_by_key():
     assert result == {"videos_paired": 3, "videos_unpaired": 1, "contrast_accuracy": pytest.approx(1 / 3)}
 
 
+@pytest.mark.slow
 def test_analyze_test_splits_and_static_reference(synth_copy, tmp_path, capsys):
     root, _ = synth_copy(classes=2, scenes=4, train_per_class=4, val_per_class=2, ooc_per_class=0, test_per_class=2,
                          frames=6, width=40, height=32, seed=2, diving48=False)  # runs/base is written below it

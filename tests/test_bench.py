@@ -71,6 +71,7 @@ def test_loader_part(tmp_path, capsys):
     assert "vs PIL" in printed and "of decode only" in printed
 
 
+@pytest.mark.slow
 def test_train_part(tmp_path, capsys):
     printed, results = run_bench(tmp_path, capsys, "train", "--device", "cpu", "--variants", "bf16,channels_last")
     train = results["train"]
@@ -85,6 +86,7 @@ def test_train_part(tmp_path, capsys):
     assert "GFLOP/s" in printed and "of fp32 peak" in printed and "bf16+" not in printed
 
 
+@pytest.mark.slow
 def test_sdn_cost_part(tmp_path, capsys):
     printed, results = run_bench(tmp_path, capsys, "sdn-cost", "--device", "cpu", "--statistic", "median")
     modes = results["sdn-cost"]["modes"]
@@ -99,6 +101,7 @@ def test_sdn_cost_part(tmp_path, capsys):
     assert "median of 1 interleaved rounds" in printed and "full SDN" in printed
 
 
+@pytest.mark.slow
 def test_the_script_is_the_loader_part(tmp_path):
     out = tmp_path / "script"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_loader.py"), *TINY_LOADER,

@@ -30,6 +30,7 @@ def original_layout(model, path, *, legacy=False, drop_batches_tracked=False):
     torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("legacy", [False, True])
 def test_original_checkpoint_gives_the_same_outputs(tmp_path, legacy):
     source = tiny(with_place_head=True, num_places_classes=7)

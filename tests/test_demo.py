@@ -18,6 +18,7 @@ TINY = replace(QUICK, seeds=2, biases=(0.9, 0.99), train_per_class=8, val_per_cl
                phase_epochs=1, methods=("baseline", "scene_adv", "be", "upper_bound"))
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     results = run_demo(out, TINY, progress=False)

@@ -35,6 +35,7 @@ def test_ranks_share_one_permutation(sharding):
         assert [index for order in orders for index in order] == everything
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_a_single_process_test(synth_dataset, tmp_path):
     data, summary = synth_dataset(classes=2, train_per_class=4, val_per_class=2, ooc_per_class=0, frames=8, width=40,
                                   height=32, seed=1, diving48=False)

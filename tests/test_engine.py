@@ -634,6 +634,7 @@ MODE_LOGS = {
 LOG_NAMES = ("train.log", "train_batch.log", "val.log")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["baseline", "place_adv", "full"])
 def test_resume_continues_exactly_like_an_uninterrupted_run(synth_data, mode, monkeypatch):
     root, places = synth_data

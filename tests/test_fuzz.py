@@ -209,6 +209,7 @@ def subset_of(draw, subsets: list[str]) -> str:
 # n_frames and fps files
 
 
+@pytest.mark.slow
 @fuzz(60)
 @given(content=N_FRAMES_FILES)
 def test_fuzz_n_frames_file(workdir, content):
@@ -457,6 +458,7 @@ def activitynet_cases(draw):
     return draw(damaged(st.just(document))), folders, draw(subset_of(list(subsets.values())))
 
 
+@pytest.mark.slow
 @fuzz(80)
 @given(case=activitynet_cases(), n_samples=st.sampled_from([1, 3]), duration=st.sampled_from([16, 20, 16, 20, 4]))
 def test_fuzz_activitynet_annotations(workdir, case, n_samples, duration):

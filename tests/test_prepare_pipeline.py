@@ -181,6 +181,7 @@ def test_detections_load_in_the_masked_dataset(chain, capsys):
     assert item["is_masking"] is True and item["clip"].shape == (3, 4, 16, 16)
 
 
+@pytest.mark.slow
 def test_chain_trains_one_epoch_of_full_sdn(chain, tmp_path):
     root, _ = chain
     run = tmp_path / "full"
@@ -206,6 +207,7 @@ def test_rerun_skips_finished_subsets(chain, capsys):
     assert target.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_where_it_stopped(chain, monkeypatch, capsys):
     root, _ = chain
     real, calls = scene_labels.classify, []

@@ -98,6 +98,7 @@ def reference(data, tmp_path_factory) -> dict[tuple[str, int], Path]:
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, workers", [("baseline", 0), ("place_adv", 0), ("full", 0), ("full", 2)])
 def test_sigkill_then_auto_resume_ends_bitwise_identical(data, reference, tmp_path, mode, workers):
     total = batch_rows(reference(mode, workers))
@@ -116,6 +117,7 @@ def test_sigkill_then_auto_resume_ends_bitwise_identical(data, reference, tmp_pa
     assert batch_rows(result) == total  # rows of the killed epochs were dropped, not duplicated
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["baseline", "full"])
 def test_sigterm_saves_mid_epoch_and_resume_is_exact(data, reference, tmp_path, mode):
     result = tmp_path / "run"
@@ -134,6 +136,7 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(data, reference, tmp_path, 
     assert (result / "train.log").read_text() == (reference(mode) / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_refused_and_auto_resume_falls_back(data, tmp_path):
     result = tmp_path / "run"
     assert sdn_main(["train", *flags(data, "baseline", result), "--n_epochs", "2"]) == 0
@@ -149,6 +152,7 @@ def test_corrupt_checkpoint_is_refused_and_auto_resume_falls_back(data, tmp_path
     assert find_resumable(str(result)) == str(result / "save_2.pth")
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch, capsys):
     result = tmp_path / "run"
     real_fsync, calls = os.fsync, []
@@ -221,6 +225,7 @@ def test_bad_sample_fails_naming_the_file_by_default(corrupt_data, tmp_path, cap
     assert str(video) in err and "not a readable JPEG" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_bad_samples_can_be_skipped_and_recorded(corrupt_data, tmp_path, workers):
     copy, places, video = corrupt_data

@@ -145,6 +145,7 @@ def test_weights_of_another_model_are_a_clear_error(tmp_path):
 # The command
 
 
+@pytest.mark.slow
 def test_masks_are_written_per_split_in_the_human_masks_format(data, segmented):
     for subset, n_frames in LENGTHS.items():
         masks = HumanMasks.from_path(str(segmented), subset)
@@ -158,6 +159,7 @@ def test_masks_are_written_per_split_in_the_human_masks_format(data, segmented):
                 np.testing.assert_array_equal(video[t], video[t - 1])
 
 
+@pytest.mark.slow
 def test_the_stored_mask_is_the_models_mask_of_the_stored_frame(data, segmented):
     model = load_detector("maskrcnn_resnet50_fpn", str(data / "maskrcnn.pth"), 0.5, 32, {"box_detections_per_img": 1})
     frames = FrameFolder(data / "jpg" / "Surfing" / "v_Surfing_val").read([3])
@@ -166,6 +168,7 @@ def test_the_stored_mask_is_the_models_mask_of_the_stored_frame(data, segmented)
     np.testing.assert_array_equal(stored, expected)
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_and_the_masks_feed_sdn_prepare_scuba(data, segmented, capsys):
     before = (segmented / "masks_val.npz").read_bytes()
     assert sdn(*segment_args(data, "masks")) == 0
@@ -177,6 +180,7 @@ def test_a_rerun_skips_and_the_masks_feed_sdn_prepare_scuba(data, segmented, cap
     assert "person segmentation masks" in read_split(str(data / "scuba" / "scuba")).description
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_where_it_stopped(data, segmented, monkeypatch, capsys):
     real, calls = segment_humans.segment, []
 

@@ -26,6 +26,7 @@ def train(data, result, *extra: str) -> int:
                      "--learning_rate", "0.001", "--no_progress", "--no_tensorboard", *extra])
 
 
+@pytest.mark.slow
 def test_bf16_autocast_and_channels_last_train_on_cpu(data, tmp_path):
     assert train(data, tmp_path, "--amp", "bf16", "--channels_last", "--cudnn_benchmark") == 0
     header, row = [line.split("\t") for line in (tmp_path / "train.log").read_text().splitlines()]

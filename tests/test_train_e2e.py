@@ -111,6 +111,7 @@ def chain(data, kinetics400, tmp_path_factory) -> dict[str, Path]:
     return runs
 
 
+@pytest.mark.slow
 def test_baseline_outputs(chain):
     run = chain["baseline"]
     opts = json.loads((run / "opts.json").read_text())
@@ -126,6 +127,7 @@ def test_baseline_outputs(chain):
     assert list((run / "tensorboard").iterdir())
 
 
+@pytest.mark.slow
 def test_scene_adversarial_outputs(chain):
     run = chain["place_adv"]
     columns = ["epoch", "loss total", "loss act", "loss place", "acc act", "acc place", "lr"]
@@ -137,6 +139,7 @@ def test_scene_adversarial_outputs(chain):
     assert sum(key.startswith("module.place_mlp") and key.endswith(".weight") for key in state) > 3
 
 
+@pytest.mark.slow
 def test_full_sdn_outputs(chain):
     run = chain["full"]
     columns = ["epoch", "loss total", "loss act", "loss place", "acc act", "acc place", "lr", "loss mask",
@@ -148,6 +151,7 @@ def test_full_sdn_outputs(chain):
     assert any(key.startswith("module.hm_mlp") for key in state)
 
 
+@pytest.mark.slow
 def test_diving48_test_and_evaluation(chain, data):
     root, _ = data
     check_log(chain["diving48"] / "val.log", ["epoch", "loss", "acc"], 1)
@@ -194,6 +198,7 @@ def test_no_mode_flag_explains_and_exits_nonzero(data, tmp_path, capsys):
     assert "--is_mask_adv" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_test_on_a_model_with_heads_uses_action_logits(chain, data, tmp_path):
     """The original crashed testing a model with heads; sdn tests its action logits."""
     root, places = data

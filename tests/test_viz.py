@@ -204,6 +204,7 @@ def test_mapped_box_matches_the_transformed_pixels():
     assert abs(int(ys.min()) - y1) <= 1 and abs(int(ys.max()) + 1 - y2) <= 1
 
 
+@pytest.mark.slow
 def test_dataset_actor_attention_on_the_trained_model(run):
     data, result = run
     loaded = load_model(result / "save_1.pth")
@@ -229,6 +230,7 @@ def test_dataset_actor_attention_on_the_trained_model(run):
 # Loading checkpoints
 
 
+@pytest.mark.slow
 def test_load_model_rebuilds_from_the_saved_options(run, finetuned, tmp_path):
     loaded = load_model(run[1] / "save_1.pth")
     assert loaded.opt.arch == "resnet-10" and loaded.n_outputs == 2 and not loaded.model.training
@@ -250,6 +252,7 @@ def test_load_model_rebuilds_from_the_saved_options(run, finetuned, tmp_path):
 # sdn visualize
 
 
+@pytest.mark.slow
 def test_visualize_two_checkpoints_side_by_side(run, finetuned, tmp_path, capsys):
     out = tmp_path / "out"
     assert sdn_main(["visualize", str(run[1] / "save_1.pth"), str(finetuned), "--val_clips", "2", "--out", str(out),
@@ -266,6 +269,7 @@ def test_visualize_two_checkpoints_side_by_side(run, finetuned, tmp_path, capsys
     assert "wrote 2 PNG strip(s) and GIF(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_visualize_videos_with_gradcam_and_a_named_class(run, tmp_path):
     data, result = run
     out = tmp_path / "out"
@@ -279,6 +283,7 @@ def test_visualize_videos_with_gradcam_and_a_named_class(run, tmp_path):
         assert height == 2 * (TITLE_HEIGHT + 128) and width >= 2 * 128  # a long title may widen the strip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,message", [
     (["--class", "jump"], "--class 'jump' is not a class of this model"),
     (["--labels", "a", "b"], "--labels gives 2 names for 1 checkpoints"),
@@ -295,6 +300,7 @@ def test_visualize_bad_options(run, tmp_path, capsys, extra, message):
     assert err.startswith("sdn: error:") and message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_visualize_bad_inputs(run, tmp_path, capsys):
     checkpoint = str(run[1] / "save_1.pth")
     assert sdn_main(["visualize", str(tmp_path / "none.pth"), "--val_clips", "1", "--out", str(tmp_path)]) == 2
@@ -321,6 +327,7 @@ FULL_VAL = ("epoch\tloss total\tloss act\tloss place\tacc act\tacc place\tloss m
             "1\t2.1\t1.6\t0.5\t0.3\t0.2\t-0.5\t0.4\t0.5\n2\t1.9\t1.3\t0.6\t0.4\t0.2\t-0.6\t0.4\t0.5\n")
 
 
+@pytest.mark.slow
 def test_plot_the_real_run(run, capsys):
     assert sdn_main(["plot", str(run[1])]) == 0
     path = run[1] / "curves.png"
