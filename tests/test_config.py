@@ -25,7 +25,7 @@ def test_defaults_match_the_original():
 
 
 def test_scales_are_the_running_product():
-    assert parse().scales == [1.0, 0.84089641525, 0.7071067811803005, 0.5946035574934808, 0.4999999999911653]
+    assert parse().scales == (1.0, 0.84089641525, 0.7071067811803005, 0.5946035574934808, 0.4999999999911653)
     assert int(240 * parse().scales[-1]) == 119
 
 
@@ -37,6 +37,36 @@ def test_root_path_joining_as_the_original(tmp_path):
     assert opt.pretrain_path == str(tmp_path / "p.pth")
     assert opt.resume_path == ""  # empty paths are not joined
     assert opt.place_pred_path == "places"  # never joined
+
+
+def test_options_are_frozen_typed_and_resolve_leaves_the_parsed_flags_alone():
+    import dataclasses
+
+    namespace = config.build_parser().parse_args(["--root_path", "/data", "--video_path", "jpg"])
+    opt = config.resolve(namespace)
+    assert namespace.video_path == "jpg" and not hasattr(namespace, "arch")  # the parsed flags are not changed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opt.video_path = "other"
+    changed = opt.replace(dataset="ucf101")
+    assert changed.dataset == "ucf101" and opt.dataset == "kinetics"
+    types = {field.name: field.type for field in dataclasses.fields(config.Options)}
+    assert types["n_classes"] is int and types["learning_rate"] is float and types["is_mask_adv"] is bool
+    assert types["video_path"] is str and types["scales"] is tuple
+    keys = list(config.opts_dict(opt))
+    assert keys[keys.index("scales"):keys.index("scales") + 5] == ["scales", "arch", "mean", "std", "mask_loss"]
+    assert isinstance(config.opts_dict(opt)["mean"], list)  # opts.json keeps the original's lists
+
+
+def test_input_norm_follows_the_backbone_and_torchvision_weights_are_not_root_joined():
+    original = parse()
+    assert original.input_norm == "original" and original.mean == pytest.approx([114.7748, 107.7354, 99.4750])
+    tv = config.parse_opts(["--root_path", "/data", "--model", "r3d_18", "--pretrain_path", "torchvision:DEFAULT"])
+    assert tv.input_norm == "torchvision" and tv.arch == "r3d_18"
+    assert tv.mean == pytest.approx([0.43216 * 255, 0.394666 * 255, 0.37645 * 255])
+    assert tv.std == pytest.approx([0.22803 * 255, 0.22145 * 255, 0.216989 * 255])
+    assert tv.pretrain_path == "torchvision:DEFAULT"
+    forced = parse("--model", "r3d_18", "--input_norm", "original")
+    assert forced.input_norm == "original" and forced.mean == original.mean
 
 
 def test_arch_mean_std():

@@ -304,6 +304,11 @@ def _field_type(action: argparse.Action) -> Any:
     return action.type or type(action.default)
 
 
+def _frozen(value: Any) -> Any:
+    """Lists (the scales, mean and std) as tuples, so no option can change after ``resolve``."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _options_class() -> type:
     """A frozen dataclass with one typed field per training option (defaults: the parser's), plus the
     values ``resolve`` derives. Made from the parser, so a new flag is a new field without a second list."""
@@ -313,14 +318,14 @@ def _options_class() -> type:
             continue
         default = action.default
         fields.append((action.dest, _field_type(action), dataclasses.field(default=default)))
-    for name, kind in (("scales", list), ("arch", str), ("mean", list), ("std", list)):
+    for name, kind in (("scales", tuple), ("arch", str), ("mean", tuple), ("std", tuple)):
         fields.append((name, kind, dataclasses.field(default=None)))
     return dataclasses.make_dataclass("Options", fields, frozen=True, namespace={
         "__doc__": "The resolved training options (frozen; ``replace`` gives a changed copy).",
         "__module__": __name__,
         "replace": lambda self, **changes: dataclasses.replace(self, **changes),
         "from_namespace": classmethod(lambda cls, namespace: cls(**{
-            field.name: getattr(namespace, field.name) for field in dataclasses.fields(cls)
+            field.name: _frozen(getattr(namespace, field.name)) for field in dataclasses.fields(cls)
             if hasattr(namespace, field.name)})),
         "names": classmethod(lambda cls: [field.name for field in dataclasses.fields(cls)]),
     })
@@ -337,7 +342,7 @@ def _original_option_names() -> list[str]:
 
 def opts_dict(opt: Any) -> dict:
     """The options in the original ``opts.json`` order (original options, scales, arch, mean, std), then sdn's."""
-    values = dict(vars(opt))
+    values = {name: list(value) if isinstance(value, tuple) else value for name, value in vars(opt).items()}
     head = _original_option_names() + ["scales", "arch", "mean", "std"]
     ordered = {name: values[name] for name in head if name in values}
     ordered.update((name, value) for name, value in values.items() if name not in ordered)

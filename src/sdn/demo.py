@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from sdn.analysis import AnalysisSettings, analyze, json_ready
 from sdn.data.synth import generate
+from sdn.engine.objectives import SceneAdversarial
 from sdn.errors import SdnError
 from sdn.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from sdn.viz.checkpoints import load_model
@@ -99,7 +100,8 @@ class DemoConfig:
                 raise SdnError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if not self.biases or any(not 0.0 <= bias <= 1.0 for bias in self.biases):
             raise SdnError(f"--biases must be values within 0..1, got {list(self.biases)}")
-        if min(self.train_per_class, self.val_per_class) * self.classes < self.batch_size:
+        if SceneAdversarial.drop_incomplete_batches and \
+                min(self.train_per_class, self.val_per_class) * self.classes < self.batch_size:
             raise SdnError(f"the adversarial modes drop incomplete batches: --train_per_class and --val_per_class "
                            f"must give at least {self.batch_size} clips over {self.classes} actions")
         unknown = [key for key in self.method_keys() if key not in METHODS]

@@ -143,7 +143,8 @@ def _run(opt: Any, mode: str, context: Context, use_cuda: bool) -> int:
         os.makedirs(opt.result_path, exist_ok=True)
         save_opts(opt, os.path.join(opt.result_path, "opts.json"))
     print(opt)
-    print(BANNERS[mode] + (f" on {context.world_size} processes" if context.enabled else ""))
+    objective = build_objective(mode, opt)
+    print(BANNERS[objective.name] + (f" on {context.world_size} processes" if context.enabled else ""))
 
     seed_everything(opt.manual_seed)  # the same initial weights on every rank
     device = torch.device("cuda", context.local_rank) if use_cuda else torch.device("cpu")
@@ -159,7 +160,6 @@ def _run(opt: Any, mode: str, context: Context, use_cuda: bool) -> int:
     print(f"model {opt.arch}: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
     prepare = input_preparation(clip_normalize(opt), device, opt.channels_last)
 
-    objective = build_objective(mode, opt)
     train_loaders = training_loaders(opt, objective, device, context) if not opt.no_train else []
     val_loaders = validation_loaders(opt, objective, device, context) if not opt.no_val else []
     schedule = OptimizerSchedule(model, OptimizerConfig.from_options(opt)) if train_loaders else None
