@@ -167,7 +167,7 @@ def _add_sdn_options(parser: argparse.ArgumentParser) -> None:
         "original; the later stages double it): a narrower network trains many seeds in the time of one")
     add("--input_norm", default="auto", choices=("auto", *INPUT_NORMS), help="Input normalisation: 'original' "
         "(--mean_dataset, --no_mean_norm, --std_norm, --norm_value, as the original), 'torchvision' ((x/255 - mean) "
-        "/ std with torchvision's Kinetics-400 values, what its video weights expect), or 'auto' (default): "
+        "/ std with the values torchvision's weights of the --model were trained with), or 'auto' (default): "
         "the backbone's own (torchvision for torchvision's models, original otherwise)")
     add("--amp", default="off", choices=("off", "bf16", "fp16"), help="Automatic mixed precision (off by default): bf16 (CUDA or CPU) or fp16 with a gradient scaler (CUDA)")
     add("--sync_bn", action="store_true", help="Under torchrun: synchronise BatchNorm statistics across processes")
@@ -285,7 +285,7 @@ def resolve(namespace: argparse.Namespace) -> "Options":
     if opt.input_norm == "auto":
         opt.input_norm = family_of(opt.model).input_norm
     if opt.input_norm == "torchvision":
-        opt.mean, opt.std = get_torchvision_mean_std(opt.norm_value)
+        opt.mean, opt.std = get_torchvision_mean_std(opt.model, opt.norm_value)
     else:
         opt.mean, opt.std = get_mean(opt.norm_value, dataset=opt.mean_dataset), get_std(opt.norm_value)
     if opt.is_mask_cross_entropy and opt.mask_loss == "original":

@@ -7,15 +7,13 @@ stays light.
 from __future__ import annotations
 
 from sdn.errors import SdnError
+from sdn.models.registry import family_of
 
 MEANS = {
     "activitynet": (114.7748, 107.7354, 99.4750),
     "kinetics": (110.63666788, 103.16065604, 96.29023126),
 }
 STD = (38.7568578, 37.88248729, 40.02898126)
-# torchvision's video weights (Kinetics-400) were trained on (x / 255 - mean) / std with these.
-TORCHVISION_MEAN = (0.43216, 0.394666, 0.37645)
-TORCHVISION_STD = (0.22803, 0.22145, 0.216989)
 
 
 def get_mean(norm_value: float = 1, dataset: str = "activitynet") -> list[float]:
@@ -30,7 +28,9 @@ def get_std(norm_value: float = 1) -> list[float]:
     return [value / norm_value for value in STD]
 
 
-def get_torchvision_mean_std(norm_value: float = 1) -> tuple[list[float], list[float]]:
-    """torchvision's Kinetics-400 mean and std on the scale of ``x / norm_value`` (0..255 for 1)."""
+def get_torchvision_mean_std(model: str, norm_value: float = 1) -> tuple[list[float], list[float]]:
+    """The mean and std torchvision's weights of ``model``'s family expect (given on the 0..1 scale),
+    on the scale of ``x / norm_value`` (0..255 for 1)."""
+    mean, std = family_of(model).torchvision_norm
     scale = 255.0 / norm_value
-    return [value * scale for value in TORCHVISION_MEAN], [value * scale for value in TORCHVISION_STD]
+    return [value * scale for value in mean], [value * scale for value in std]

@@ -93,9 +93,10 @@ def clip_normalize(opt: Any) -> ClipNormalize:
 
 def default_normalize(model: str) -> ClipNormalize:
     """The input normalisation ``model``'s family expects by default (``--input_norm auto``, 0..255 clips):
-    torchvision's Kinetics-400 mean and std for its video models, the original's mean subtraction otherwise."""
+    the mean and std torchvision's weights were trained with for its video models, the original's mean
+    subtraction otherwise."""
     if family_of(model).input_norm == "torchvision":
-        return ClipNormalize(*get_torchvision_mean_std(1))
+        return ClipNormalize(*get_torchvision_mean_std(model, 1))
     return ClipNormalize(get_mean(1, "activitynet"), [1.0, 1.0, 1.0])
 
 

@@ -17,6 +17,12 @@ from sdn.errors import SdnError
 
 INPUT_NORMS = ("original", "torchvision")
 
+# The (mean, std) on the 0..1 scale that torchvision's video weights were trained with (their
+# ``transforms``): the video ResNets' and S3D's Kinetics-400 values, MViT's, and Swin3D's ImageNet ones.
+KINETICS_NORM = ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989))
+MVIT_NORM = ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225))
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
 
 @dataclass(frozen=True)
 class Family:
@@ -25,8 +31,9 @@ class Family:
     ``depths`` are the ``--model_depth`` values it exists with; a family without depths (the
     torchvision models, whose name fixes the architecture) ignores ``--model_depth``.
     ``input_norm`` is the input normalisation its weights expect by default: ``original`` (the
-    original's flags: mean subtraction on the 0..255 scale) or ``torchvision`` (Kinetics-400
-    mean and std on the 0..1 scale, as torchvision's video weights were trained).
+    original's flags: mean subtraction on the 0..255 scale) or ``torchvision`` (``(x / 255 -
+    mean) / std`` with the family's ``torchvision_norm``, as torchvision's weights were trained;
+    ``--input_norm torchvision`` on an original family uses the Kinetics-400 values).
     """
 
     name: str
@@ -34,6 +41,7 @@ class Family:
     summary: str
     depths: tuple[int, ...] = ()
     input_norm: str = "original"
+    torchvision_norm: tuple[tuple[float, ...], tuple[float, ...]] = KINETICS_NORM
 
     def builder(self) -> Callable:
         """The implementation's ``build`` (imports it, and torch, now)."""
@@ -57,13 +65,16 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("r2plus1d_18", "sdn.models.video_resnet", "torchvision R(2+1)D-18 (spatial then temporal convolutions)",
            input_norm="torchvision"),
     Family("s3d", "sdn.models.s3d", "torchvision S3D (separable 3D inception)", input_norm="torchvision"),
-    Family("mvit_v1_b", "sdn.models.mvit", "torchvision MViT-v1-B (multiscale vision transformer)",
+    Family("mvit_v1_b", "sdn.models.mvit", "torchvision MViT-v1-B (multiscale vision transformer)", torchvision_norm=MVIT_NORM,
            input_norm="torchvision"),
-    Family("mvit_v2_s", "sdn.models.mvit", "torchvision MViT-v2-S (multiscale vision transformer)",
+    Family("mvit_v2_s", "sdn.models.mvit", "torchvision MViT-v2-S (multiscale vision transformer)", torchvision_norm=MVIT_NORM,
            input_norm="torchvision"),
-    Family("swin3d_t", "sdn.models.swin3d", "torchvision Video Swin-T", input_norm="torchvision"),
-    Family("swin3d_s", "sdn.models.swin3d", "torchvision Video Swin-S", input_norm="torchvision"),
-    Family("swin3d_b", "sdn.models.swin3d", "torchvision Video Swin-B", input_norm="torchvision"),
+    Family("swin3d_t", "sdn.models.swin3d", "torchvision Video Swin-T", input_norm="torchvision",
+           torchvision_norm=IMAGENET_NORM),
+    Family("swin3d_s", "sdn.models.swin3d", "torchvision Video Swin-S", input_norm="torchvision",
+           torchvision_norm=IMAGENET_NORM),
+    Family("swin3d_b", "sdn.models.swin3d", "torchvision Video Swin-B", input_norm="torchvision",
+           torchvision_norm=IMAGENET_NORM),
 )}
 
 
