@@ -1,4 +1,4 @@
-"""The SDN heads and the base class every backbone family derives from (reference section 5.3).
+"""The SDN heads and the base class every backbone family derives from.
 
 SDN adds two adversarial heads to the pooled backbone feature ``f``:
 
@@ -90,7 +90,8 @@ class SDNNet(nn.Module, ABC):
     and finally calls :meth:`add_sdn_heads` so the heads come last.
 
     ``stage_patterns`` and ``tail_names`` give the parameter-name substrings of the original
-    fine-tuning lists (section 8): stage ``i`` is ``pattern.format(i)`` for each pattern (ResNet:
+    fine-tuning lists (``get_fine_tuning_parameters``, ``get_adv_fine_tuning_parameters``; see
+    :mod:`sdn.models.param_groups`): stage ``i`` is ``pattern.format(i)`` for each pattern (ResNet:
     ``layer{i}``; DenseNet: ``denseblock{i}`` and ``transition{i}``), and ``tail_names`` are
     trained whenever any fine-tuning list is (DenseNet: ``norm5``). Families whose stages are not
     one module name per index (torchvision's S3D, MViT, Swin3D) build them with :func:`stage_table`.
@@ -167,7 +168,7 @@ class SDNNet(nn.Module, ABC):
         return getattr(self, self.classifier_name)
 
     def replace_classifier(self, num_classes: int) -> None:
-        """A fresh, default-initialised classifier (the original's fine-tuning step, section 7.2).
+        """A fresh, default-initialised classifier of ``--n_finetune_classes`` (the original's fine-tuning step).
 
         The hm head keeps its construction-time class count, as in the original.
         """
