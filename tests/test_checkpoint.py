@@ -152,3 +152,18 @@ def test_link_checkpoint_survives_a_stale_temporary_file(tmp_path):
     link_checkpoint(str(source), str(target))
     assert os.path.samefile(source, target)
     assert sorted(os.listdir(tmp_path)) == ["last.pth", "save_1.pth"]
+
+
+def test_a_cuda_random_state_that_cannot_be_restored_is_said_and_the_cpu_streams_still_are():
+    import warnings
+
+    state = capture_rng_state(torch.device("cpu"))
+    assert "cuda" not in state  # a CPU process saves no GPU generator
+    draw = torch.rand(2)
+    state["cuda"] = torch.zeros(16, dtype=torch.uint8)  # as a GPU run saved it
+    state["cuda_devices"] = 8
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restore_rng_state(state, torch.device("cpu"))
+    assert any("CUDA random state cannot be restored without a GPU" in str(w.message) for w in caught)
+    assert torch.equal(torch.rand(2), draw)  # the CPU generator was restored all the same

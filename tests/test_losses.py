@@ -43,3 +43,23 @@ def test_scene_loss_kinds_and_accuracy():
     logits = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert top1_correct(logits, torch.tensor([1, 1, 1])) == 2
     assert top1_correct(logits, torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.6, 0.4]])) == 2
+
+
+def test_losses_on_mixed_precision_logits_are_computed_in_float32():
+    import torch
+
+    from sdn.losses import EntropyLoss, SoftCrossEntropy
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 365, generator=generator).bfloat16()
+    target = torch.softmax(torch.randn(8, 365, generator=generator, dtype=torch.float64), dim=1)
+    exact = -(target * torch.log_softmax(logits.double(), dim=1)).sum(dim=1).mean()
+    soft = SoftCrossEntropy()(logits, target)
+    assert soft.dtype == torch.float32
+    assert abs(soft.item() - exact.item()) < 1e-5  # in bf16 arithmetic it came out 0.015 off
+    log_p = torch.log_softmax(logits.double(), dim=1)
+    entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
+    assert EntropyLoss()(logits).dtype == torch.float32
+    assert abs(EntropyLoss()(logits).item() - entropy.item()) < 1e-5
+    plain = torch.randn(4, 5, generator=generator)
+    assert SoftCrossEntropy()(plain, torch.softmax(plain, 1)).dtype == torch.float32  # float32 stays as it was

@@ -218,12 +218,12 @@ def test_dataset_actor_attention_on_the_trained_model(run):
     assert len(item["boxes"]) == DURATION
     assert all(np.array_equal(got, want) for got, want in zip(item["boxes"], expected))
     assert any(len(boxes) for boxes in item["boxes"])
-    summary = dataset_actor_attention(loaded.model, boxed, loaded.normalize, method="gradcam", layer="layer1",
+    summary = dataset_actor_attention(loaded.model, boxed, loaded.prepare, method="gradcam", layer="layer1",
                                       batch_size=4, progress=False)
     assert len(summary.shares) == len(dataset) and summary.counted >= 1
     assert 0.0 <= summary.mean <= 1.0 and summary.mean == pytest.approx(np.nanmean(summary.shares))
     with pytest.raises(SdnError, match="target 'x'"):
-        dataset_actor_attention(loaded.model, boxed, loaded.normalize, target="x")
+        dataset_actor_attention(loaded.model, boxed, loaded.prepare, target="x")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -272,13 +272,12 @@ def collect(loaded: LoadedModel, dataset: ClipDataset, settings: AnalysisSetting
     views = views or {"clip": lambda clips: clips}
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, num_workers=settings.workers,
                         collate_fn=_stack)
-    device = next(loaded.model.parameters()).device
     parts: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in views}
     labels = []
     for batch in tqdm(loader, desc=description, unit="batch", disable=not settings.progress, leave=False):
         labels.append(batch["label"])
         for name, view in views.items():
-            features = loaded.model.pooled_features(loaded.normalize(view(batch["clip"]).to(device)))
+            features = loaded.model.pooled_features(loaded.prepare(view(batch["clip"])))
             parts[name].append((features.cpu(), loaded.model.get_classifier()(features).cpu()))
     videos = [sample.video.path for sample in dataset.samples]
     return {name: Outputs(torch.cat([f for f, _ in chunks]), torch.cat([l for _, l in chunks]), torch.cat(labels),
@@ -334,7 +333,7 @@ def scene_probe(places: int, train: Outputs, train_targets: Tensor, evaluated: d
 def actor_attention(loaded: LoadedModel, dataset: ClipDataset, detections: HumanDetections,
                     settings: AnalysisSettings) -> dict[str, Any]:
     summary = dataset_actor_attention(
-        loaded.model, BoxedClips(dataset, detections), loaded.normalize, method=settings.attention_method,
+        loaded.model, BoxedClips(dataset, detections), loaded.prepare, method=settings.attention_method,
         layer=settings.attention_layer, target="label", batch_size=settings.batch_size,
         device=next(loaded.model.parameters()).device, num_workers=settings.workers, progress=settings.progress)
     return {"method": settings.attention_method, "layer": settings.attention_layer, "target": "label",

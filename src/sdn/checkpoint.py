@@ -213,27 +213,45 @@ def load_for_resume(model: nn.Module, checkpoint: dict[str, Any], path: str) -> 
     model.load_state_dict(source)
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Every random generator a run draws from, in a form ``weights_only`` loading accepts."""
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every random generator this process draws from, in a form ``weights_only`` loading accepts.
+
+    On a GPU only the generator of the process's own ``device`` is saved (``cuda``, with the
+    number of devices it was saved among): a process draws from no other, and a resume on a
+    machine with fewer GPUs must not need them.
+    """
     algorithm, keys, position, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [algorithm, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)],
         "python": random.getstate(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+        state["cuda_devices"] = torch.cuda.device_count()
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore what :func:`capture_rng_state` saved; the CUDA generator onto ``device`` when there is one.
+
+    A CUDA state saved without a GPU here (or a GPU state missing from the file) cannot be
+    restored: the run continues with the CPU generators restored and says so, as its GPU draws
+    (dropout, CUDA-side sampling) then differ from an uninterrupted run's.
+    """
     torch.set_rng_state(state["torch"])
     algorithm, keys, position, has_gauss, cached = state["numpy"]
     np.random.set_state((algorithm, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    on_gpu = device is not None and device.type == "cuda"
+    saved = state.get("cuda")
+    if on_gpu and isinstance(saved, torch.Tensor):
+        torch.cuda.set_rng_state(saved, device)
+    elif on_gpu or saved is not None:
+        warnings.warn("the checkpoint's CUDA random state " + ("is missing" if on_gpu else "cannot be restored "
+                      "without a GPU") + "; the resumed run's GPU draws differ from an uninterrupted run's",
+                      stacklevel=2)
 
 
 def make_checkpoint(*, next_epoch: int, arch: str, model: nn.Module, optimizer_state: dict | None,

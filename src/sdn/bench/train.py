@@ -99,6 +99,20 @@ def default_variants(device: str, with_compile: bool) -> list[str]:
     return CPU_VARIANTS + (CPU_COMPILE_VARIANTS if with_compile else [])
 
 
+def runnable_variants(variants: list[str], device: torch.device) -> tuple[list[str], list[str]]:
+    """The variants this device can run, and a note for each one skipped (bf16 on a CPU that would emulate it)."""
+    from sdn.engine.precision import amp_problem
+
+    kept, notes = [], []
+    for variant in variants:
+        problem = next((amp_problem(token, device) for token in variant.split("+") if token in ("bf16", "fp16")), None)
+        if problem:
+            notes.append(f"skipped {variant}: {problem}")
+        else:
+            kept.append(variant)
+    return kept, notes
+
+
 def training_options(s: TrainSettings, mode: str, variant: str) -> argparse.Namespace:
     from sdn.config import build_parser, resolve
 
@@ -228,6 +242,7 @@ def run_train(s: TrainSettings, progress: Callable[[str], None] | None = None) -
     variants = list(dict.fromkeys(["fp32", *(s.variants or default_variants(s.device, s.compile))]))
     for variant in variants:
         option_flags(variant, s.device)  # reject a bad name before building anything
+    variants, notes = runnable_variants(variants, device)
     if progress:
         progress(f"train: building {len(variants)} models ({', '.join(variants)})")
     iterations = {variant: Iteration(s, "baseline", variant, device) for variant in variants}
@@ -254,7 +269,6 @@ def run_train(s: TrainSettings, progress: Callable[[str], None] | None = None) -
     for row in rows.values():
         row["vs_fp32"] = row["clips_per_s"] / reference
     fastest = max(rows, key=lambda name: rows[name]["clips_per_s"])
-    notes = []
     if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         notes.append("fp32 convolutions use TF32 tensor cores (PyTorch's default "
                      "torch.backends.cudnn.allow_tf32=True); the fp32 matmul peak does not")

@@ -176,10 +176,9 @@ def validation_clips(loaded: LoadedModel, count: int) -> list[Clip]:
     return clips
 
 
-def explain(loaded: LoadedModel, clip: Clip, args: argparse.Namespace, label: str, class_index: int | None,
-            device: torch.device) -> Row:
+def explain(loaded: LoadedModel, clip: Clip, args: argparse.Namespace, label: str, class_index: int | None) -> Row:
     """One model's row: its map for ``class_index`` (None: its prediction) over the clip."""
-    inputs = loaded.normalize(clip.clip[None].to(device))
+    inputs = loaded.prepare(clip.clip[None])
     result = activation_maps(loaded.model, inputs, args.method, args.layer, class_index)
     shown, predicted = int(result.classes[0]), int(result.predicted[0])
     title = f"{label}: {args.method} {loaded.class_name(shown)} p={float(result.probabilities[0, shown]):.2f}"
@@ -211,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     for clip in tqdm(clips, desc="visualize", unit="clip", disable=args.no_progress):
         title = clip.name + (f" (label: {clip.label})" if clip.label else "")
         rows = [Row(title, clip_to_rgb(clip.clip))]
-        rows += [explain(loaded, clip, args, label, class_index, device)
+        rows += [explain(loaded, clip, args, label, class_index)
                  for loaded, label, class_index in zip(models, labels, classes)]
         save_png(strip(rows, args.frames, args.cell_size), os.path.join(args.out, f"{clip.name}.png"))
         save_gif(animation(rows, args.cell_size), os.path.join(args.out, f"{clip.name}.gif"), args.fps)

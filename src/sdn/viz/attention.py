@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -162,7 +162,8 @@ class AttentionSummary:
         return sum(not math.isnan(share) for share in self.shares)
 
 
-def dataset_actor_attention(model: nn.Module, dataset: Dataset, normalize: nn.Module, *, method: str = "cam",
+def dataset_actor_attention(model: nn.Module, dataset: Dataset, prepare: Callable[[Tensor], Tensor], *,
+                            method: str = "cam",
                             layer: str | None = None, target: str = "label", batch_size: int = 8,
                             device: torch.device | str = "cpu", num_workers: int = 0,
                             progress: bool = True) -> AttentionSummary:
@@ -170,15 +171,15 @@ def dataset_actor_attention(model: nn.Module, dataset: Dataset, normalize: nn.Mo
     e.g. :class:`BoxedClips`).
 
     ``target`` picks the class each map explains: ``label`` (the true class: does the model find
-    the action where the actor is?) or ``predicted``. ``normalize`` turns uint8 clips into the
-    model's input (``LoadedModel.normalize``).
+    the action where the actor is?) or ``predicted``. ``prepare`` turns uint8 clips into the
+    model's input on ``device`` (``LoadedModel.prepare``).
     """
     if target not in ("label", "predicted"):
         raise SdnError(f"target {target!r}: must be 'label' or 'predicted'")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
     shares: list[float] = []
     for batch in tqdm(loader, desc="actor attention", unit="batch", disable=not progress):
-        clips = normalize(batch["clip"].to(device))
+        clips = prepare(batch["clip"])
         classes = batch["label"].to(device) if target == "label" else None
         maps = activation_maps(model, clips, method, layer, classes).maps
         shares.extend(actor_attention(cam, boxes) for cam, boxes in zip(maps, batch["boxes"]))

@@ -9,15 +9,16 @@ stored weights.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from sdn.checkpoint import check_arch, load_for_resume, model_state, read_checkpoint
 from sdn.config import Options, build_parser
-from sdn.data.transforms import ClipNormalize, clip_normalize
+from sdn.data.transforms import ClipNormalize, clip_normalize, input_preparation
 from sdn.errors import SdnError
 from sdn.models import ModelConfig, SDNNet, arch_name, build_sdn_model, family_of
 
@@ -31,6 +32,11 @@ class LoadedModel:
     class_names: list[str]
     path: str
     normalize: ClipNormalize  # uint8 clips -> the normalised input the model was trained on
+
+    @functools.cached_property
+    def prepare(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """uint8 clips on any device -> the normalised input on the model's device (as training prepares them)."""
+        return input_preparation(self.normalize, self.normalize.mean.device)
 
     @property
     def n_outputs(self) -> int:
