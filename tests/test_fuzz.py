@@ -1354,10 +1354,6 @@ def test_legacy_checkpoint_truncated(tmp_path):
         assert_clear(error.value, path)
 
 
-@pytest.mark.xfail(strict=True, reason="sdn.checkpoint.read_checkpoint reports a legacy checkpoint cut inside a "
-                                       "GLOBAL opcode as holding untrusted objects and advises --allow_pickle "
-                                       "(which then fails with 'pickle data was truncated') instead of saying the "
-                                       "file is not a readable checkpoint")
 def test_truncated_legacy_checkpoint_is_called_unreadable(tmp_path):
     path = tmp_path / "save_1.pth"
     misdiagnosed = []

@@ -19,9 +19,11 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import re
 import random
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +48,12 @@ def read_checkpoint(path: str, *, allow_pickle: bool = False) -> dict[str, Any]:
     except IsADirectoryError:
         raise SdnError(f"{path}: is a directory, expected a checkpoint file (.pth)") from None
     except Exception as error:  # truncated or damaged files raise nearly anything from torch.load
-        if isinstance(error, pickle.UnpicklingError) and ("weights_only" in str(error)
-                                                          or "Unsupported global" in str(error)):
+        refused = isinstance(error, pickle.UnpicklingError) and ("weights_only" in str(error)
+                                                                 or "Unsupported global" in str(error))
+        if refused and _legacy_pickle_is_cut(path):
+            raise SdnError(f"{path}: not a readable checkpoint (the file ends inside its pickled data: "
+                           "truncated or damaged)") from None
+        if refused:
             raise SdnError(f"{path}: refusing to load objects other than tensors and plain containers "
                            f"({first_line(error)}); if you made this file yourself and trust it, pass --allow_pickle"
                            ) from None
@@ -56,6 +62,27 @@ def read_checkpoint(path: str, *, allow_pickle: bool = False) -> dict[str, Any]:
         raise SdnError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
     _verify_digest(checkpoint, path)
     return checkpoint
+
+
+LEGACY_PICKLES = 4  # the legacy (non-zip) format: magic number, protocol, system info, then the object
+
+
+def _legacy_pickle_is_cut(path: str) -> bool:
+    """Whether a legacy-format file ends inside its first pickles: then a name the weights-only loader
+    refuses may be a cut-off one (``collections.OrderedDi``), and --allow_pickle would not help.
+
+    Only the opcodes are read (``pickletools.genops``); nothing is unpickled or imported.
+    """
+    if zipfile.is_zipfile(path):
+        return False
+    with open(path, "rb") as handle:
+        try:
+            for _ in range(LEGACY_PICKLES):
+                for _ in pickletools.genops(handle):
+                    pass
+        except Exception:  # genops raises ValueError (and others) on data that ends or breaks off
+            return True
+    return False
 
 
 def content_digest(obj: Any) -> str:
