@@ -57,8 +57,7 @@ def torchvision_family(arch: str) -> ModuleType | None:
     family = FAMILIES.get(arch)
     if family is None or family.depths:
         return None
-    module = importlib.import_module(family.module)
-    return module if hasattr(module, "from_torchvision_state") else None
+    return importlib.import_module(family.module)
 
 
 def torchvision_archs() -> list[str]:
@@ -83,7 +82,8 @@ def cached_torchvision_weights(arch: str, name: str) -> str:
 def load_torchvision_state(model: nn.Module, checkpoint: dict[str, Any], path: str, arch: str,
                            family: ModuleType) -> LoadReport:
     """A bare torchvision state dict: convert its layout, require the whole backbone, then load by name and shape."""
-    state = family.from_torchvision_state(model_state(checkpoint, path))
+    convert = getattr(family, "from_torchvision_state", dict)  # a family whose keys differ from torchvision's has one
+    state = convert(model_state(checkpoint, path))
     base = getattr(model, "module", model)
     target = strip_prefix(base.state_dict())
     missing, mismatched = _backbone_problems(state, target, heads=(base.classifier_name, *HEAD_MODULES))

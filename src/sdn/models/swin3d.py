@@ -58,11 +58,6 @@ class Swin3dSDN(SDNNet):
         return tokens.permute(0, 4, 1, 2, 3)
 
 
-def from_torchvision_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """torchvision's key layout is this model's: nothing to convert."""
-    return dict(state)
-
-
 def build(config: Any) -> Swin3dSDN:
     """``--model swin3d_t|swin3d_s|swin3d_b`` (any clip size works; ``--model_depth`` is ignored)."""
     model = torchvision.models.get_model(config.model, weights=None, num_classes=config.n_classes)

@@ -38,11 +38,6 @@ class VideoResNetSDN(SDNNet):
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
 
 
-def from_torchvision_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """torchvision's key layout is this model's: nothing to convert."""
-    return dict(state)
-
-
 def build(config: Any) -> VideoResNetSDN:
     """``--model r3d_18|mc3_18|r2plus1d_18`` (any clip size works; ``--model_depth`` is ignored)."""
     model = torchvision.models.get_model(config.model, weights=None, num_classes=config.n_classes)
