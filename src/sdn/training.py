@@ -103,9 +103,10 @@ def _check_classes(model: nn.Module, class_names: list[str], opt: Any) -> None:
 
 
 def resume(path: str, opt: Any, model: nn.Module, schedule: OptimizerSchedule | None) -> tuple[int, dict]:
-    """Resume from ``path``: strict weights; with training, optimizers, schedulers and RNG too.
+    """Resume from ``path``: strict weights; with training, optimizers and schedulers too.
 
-    Returns the begin epoch and the checkpoint (the trainer restores its own state from it).
+    Returns the begin epoch and the checkpoint (the trainer restores its own state from it, the
+    caller each rank's random streams: :func:`restore_rank_rng`).
     """
     checkpoint = read_checkpoint(path, allow_pickle=opt.allow_pickle)
     check_arch(checkpoint, opt.arch, path)
@@ -116,10 +117,19 @@ def resume(path: str, opt: Any, model: nn.Module, schedule: OptimizerSchedule | 
             schedule.load_state_dict(checkpoint)
         elif checkpoint.get("optimizer") is not None:
             schedule.load_original(checkpoint["optimizer"], begin_epoch - 1)
-        if "rng_state" in checkpoint:
-            restore_rng_state(checkpoint["rng_state"])
     print(f"resumed from {path} (epoch {begin_epoch})")
     return begin_epoch, checkpoint
+
+
+def restore_rank_rng(checkpoint: dict[str, Any], context: Context) -> None:
+    """Continue this rank's saved random streams: its own when the run had as many processes;
+    else rank 0's on rank 0 only, the others keeping their per-rank seeds (copies would draw alike).
+    Called after the per-rank seeding, which would otherwise undo it."""
+    states = checkpoint.get("rank_rng_states")
+    if states is not None and len(states) == context.world_size:
+        restore_rng_state(states[context.rank])
+    elif "rng_state" in checkpoint and context.is_main:
+        restore_rng_state(checkpoint["rng_state"])
 
 
 def run_training(opt: Any) -> int:
@@ -130,6 +140,8 @@ def run_training(opt: Any) -> int:
     use_cuda = torch.cuda.is_available() and not opt.no_cuda
     context = init_from_environment(use_cuda)
     try:
+        if context.enabled and opt.sync_bn and not use_cuda:
+            raise SdnError("--sync_bn needs CUDA devices (SyncBatchNorm has no CPU implementation)")
         if context.is_main:
             return _run(opt, mode, context, use_cuda)
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # rank 0 speaks for all
@@ -169,6 +181,8 @@ def _run(opt: Any, mode: str, context: Context, use_cuda: bool) -> int:
     begin_epoch, resumed = resume(resume_path, opt, model, schedule) if resume_path else (opt.begin_epoch, {})
     position = resumed.get("position")
     seed_everything(opt.manual_seed + context.rank)  # per-rank streams from here on
+    if schedule is not None:
+        restore_rank_rng(resumed, context)  # a resumed run continues the saved ones
 
     config = TrainerConfig.from_options(opt)
     resume_at = (begin_epoch, position["batch"] if position else 0) if resume_path else None
