@@ -58,17 +58,28 @@ def shutdown(context: Context) -> None:
 
 
 def sum_across(values: list[float], context: Context, device: torch.device) -> list[float]:
-    """Element-wise sums over ranks (float64, so counts stay exact)."""
-    if not context.enabled or not values:
+    """Element-wise sums over ranks (float64, so counts stay exact).
+
+    Every rank must call it with a list of the same length, also an empty one: a rank that left
+    the collective out would leave the others waiting in it.
+    """
+    if not context.enabled:
         return values
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.tolist()
 
 
-def any_across(flag: bool, context: Context, device: torch.device) -> bool:
-    """True on every rank when it is true on one (so all ranks stop at the same step)."""
-    return bool(sum_across([float(flag)], context, device)[0]) if context.enabled else flag
+def broadcast_buffers(module: torch.nn.Module, context: Context) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics).
+
+    Each rank's forward passes update its own buffers from its own batches (DDP broadcasts rank
+    0's only at the start of a training forward), so they differ between ranks until this runs.
+    """
+    if not context.enabled:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def gather(obj: Any, context: Context) -> list[Any]:

@@ -33,7 +33,7 @@ from sdn.config import opts_dict
 from sdn.engine.logger import TabLogger, drop_rows_after
 from sdn.engine.objectives import Objective
 from sdn.engine.optim import OptimizerSchedule
-from sdn.distributed import SINGLE, Context, any_across, gather, sum_across
+from sdn.distributed import SINGLE, Context, broadcast_buffers, gather, sum_across
 from sdn.errors import SdnError
 from sdn.methods.base import BatchTransform
 from sdn.seeding import mix_seed
@@ -145,13 +145,25 @@ class MeanMeter:
         self.sums.update(state["sums"])
         self.counts.update(state["counts"])
 
-    def reduced(self, context: Context, device: torch.device) -> "MeanMeter":
-        """The meter summed over all ranks (every rank logs the same names)."""
-        names = list(self.sums)  # the same insertion order on every rank
-        totals = sum_across([self.sums[n] for n in names] + [self.counts[n] for n in names], context, device)
+    def reduced(self, names: list[str], context: Context, device: torch.device) -> "MeanMeter":
+        """The meter summed over all ranks (itself in a single process).
+
+        Every rank reduces the same vector, the sums then the counts of ``names`` in that order,
+        with zeros for names it has no value of, so a rank without a batch still takes part in
+        the collective and gets the shared means. Names no rank has a value of stay absent, as in
+        a single process.
+        """
+        if not context.enabled:
+            return self
+        unknown = set(self.sums) - set(names)
+        if unknown:
+            raise ValueError(f"metrics {sorted(unknown)} are not among the objective's columns {names}")
+        totals = sum_across([self.sums.get(n, 0.0) for n in names] + [self.counts.get(n, 0) for n in names],
+                            context, device)
         merged = MeanMeter()
         for i, name in enumerate(names):
-            merged.sums[name], merged.counts[name] = totals[i], int(totals[len(names) + i])
+            if totals[len(names) + i]:
+                merged.sums[name], merged.counts[name] = totals[i], int(totals[len(names) + i])
         return merged
 
 
@@ -298,6 +310,7 @@ class Trainer:
         self.stop_signal: int | None = None
         self.last_path = os.path.join(config.result_path, "last.pth")
         self.bad_samples, self.skipped_steps = 0, 0
+        self._stop_agreed = False
         self._epoch_meter: MeanMeter | None = None
         self._n_train_batches = 0
 
@@ -326,8 +339,8 @@ class Trainer:
                  train: bool = False) -> Iterator[tuple[int, list[dict], float]]:
         """Yield (batch number from 1, batches moved to the device, seconds spent waiting for data).
 
-        Batches whose clips were all unreadable (``--on_bad_sample skip``) are recorded and skipped.
-        In training, the debiasing transform changes the first loader's batch (in the full SDN mode
+        Batches whose clips were all unreadable (``--on_bad_sample skip``) are recorded and skipped
+        (in DDP training on every rank alike, see :meth:`_readable`). In training, the debiasing transform changes the first loader's batch (in the full SDN mode
         the unmasked one; the human-masked batch serves the mask loss as it is), with draws seeded
         by (seed, epoch, batch, rank), so a resumed run repeats them.
         """
@@ -339,8 +352,7 @@ class Trainer:
         for number in numbers:
             begin = time.perf_counter()
             raw = [next(iterator) for iterator in iterators]
-            self._record_bad_samples(raw, epoch, number)
-            if all("clip" in batch for batch in raw):
+            if self._readable(raw, epoch, number, train):
                 moved = [move_batch(batch, self.device, self.prepare, *self._method_for(train, i, epoch, number))
                          for i, batch in enumerate(raw)]
                 yield number, moved, time.perf_counter() - begin
@@ -353,13 +365,44 @@ class Trainer:
         seed = mix_seed(self.config.seed, METHOD_STREAM, epoch, number, self.context.rank)
         return self.batch_transform, torch.Generator().manual_seed(seed)
 
-    def _record_bad_samples(self, batches: list[dict], epoch: int, number: int) -> None:
+    def _readable(self, batches: list[dict], epoch: int, number: int, train: bool) -> bool:
+        """Record the iteration's unreadable clips; whether it runs (every batch has clips left).
+
+        In DDP training the ranks agree (one all-reduce, only with ``--on_bad_sample skip``, the
+        one policy that leaves clips out): a rank whose batch is wholly unreadable makes every rank
+        skip the iteration, whose DDP gradient all-reduce would otherwise wait for it, and each
+        rank counts the bad clips of all ranks, so the logged count is the run's.
+        """
+        bad = self._record_bad_samples(batches, epoch, number)
+        readable = all("clip" in batch for batch in batches)
+        if not (train and self.context.enabled and self.config.on_bad_sample == "skip"):
+            self.bad_samples += bad
+            return readable
+        unreadable, bad_in_run = self._agree(not readable, bad)
+        self.bad_samples += int(bad_in_run)
+        return not unreadable
+
+    def _record_bad_samples(self, batches: list[dict], epoch: int, number: int) -> int:
+        """Append this rank's unreadable clips to ``bad_samples.txt``; how many there were."""
         bad = [entry for batch in batches for entry in batch.pop("bad_samples")]
-        if not bad:
-            return
-        self.bad_samples += len(bad)
-        with open(os.path.join(self.config.result_path, "bad_samples.txt"), "a", encoding="utf-8") as handle:
-            handle.writelines(f"{epoch}\t{number}\t{entry}\n" for entry in bad)
+        if bad:
+            with open(os.path.join(self.config.result_path, "bad_samples.txt"), "a", encoding="utf-8") as handle:
+                handle.writelines(f"{epoch}\t{number}\t{entry}\n" for entry in bad)
+        return len(bad)
+
+    def _agree(self, *flags: float) -> list[float]:
+        """``flags`` summed over the DDP ranks, in one all-reduce that also carries the stop request.
+
+        Whether any rank was signalled is remembered, so the step boundary after it needs no
+        collective of its own (see :meth:`_stop_if_requested`).
+        """
+        totals = sum_across([*map(float, flags), float(self.stop_signal is not None)], self.context, self.device)
+        self._stop_agreed = self._stop_agreed or totals[-1] > 0
+        return totals[:-1]
+
+    def _metric_names(self) -> list[str]:
+        """Every value a meter of this objective can hold, in the order ranks reduce them."""
+        return [*self.objective.columns, *self.objective.extra_columns]
 
     def train_epoch(self, epoch: int, loaders: list[EpochLoader], position: dict | None = None) -> dict[str, float]:
         """Train one epoch, from ``position`` (batch and running means) when resuming inside it."""
@@ -369,8 +412,9 @@ class Trainer:
         meter, start = MeanMeter(), 0
         self.bad_samples, self.skipped_steps = 0, 0
         if position:
-            meter.load_state_dict(position["meter"])
             start, self.bad_samples, self.skipped_steps = position["batch"], position["bad"], position["skipped"]
+            if self.context.is_main:  # the position holds every rank's sums: counted once
+                meter.load_state_dict(position["meter"])
         clips, waited, started = 0, 0.0, time.perf_counter()
         n_batches = min(len(loader) for loader in loaders)
         for number, batches, wait in self._batches(loaders, epoch, f"train {epoch}", start, train=True):
@@ -389,8 +433,8 @@ class Trainer:
                                   acc=f"{row[self.objective.accuracy_column]:.3f}",
                                   clips_s=f"{clips / elapsed:.1f}", data=f"{waited / elapsed:.0%}")
             self._stop_if_requested(epoch, number, meter)
-        self._stop_if_requested(epoch, n_batches, meter)
-        means = meter.reduced(self.context, self.device).means()
+        self._stop_if_requested(epoch, n_batches, meter, agree=True)
+        means = meter.reduced(self._metric_names(), self.context, self.device).means()
         self.logs.train.log({"epoch": epoch, **means, "lr": lr, **self._run_counts()})
         self._tensorboard("train", means, epoch, lr=lr)
         self._epoch_meter, self._n_train_batches = meter, n_batches
@@ -426,16 +470,33 @@ class Trainer:
         """The objective's optimizer steps for one iteration; the metrics to log, None if skipped."""
         current: dict[str, tuple[float, int]] = {}
         for step in _autocast_each(self.objective.steps(self.train_model, batches, epoch), self._autocast):
-            if not torch.isfinite(step.loss.detach()).all():
-                self._non_finite(step.loss, epoch, number)
+            if self._skips(step.loss, epoch, number):
                 return None
             optimizer.zero_grad(set_to_none=self.config.zero_grad_to_none)
             self._backward_and_step(step.loss, optimizer)
             current.update(step.metrics)
         return current
 
-    def _non_finite(self, loss: Tensor, epoch: int, number: int) -> None:
-        where = f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {number}"
+    def _skips(self, loss: Tensor, epoch: int, number: int) -> bool:
+        """Whether a non-finite loss ends this iteration (or the run, with ``on_nonfinite="error"``).
+
+        Under DDP the ranks decide together before ``backward``, in one all-reduce of a flag:
+        every rank must enter the gradient all-reduce of a backward pass, or none.
+        """
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self.context.enabled:
+            (non_finite_ranks,) = self._agree(not finite)
+            if not non_finite_ranks:
+                return False
+        elif finite:
+            return False
+        self._non_finite(loss if not finite else None, epoch, number)
+        return True
+
+    def _non_finite(self, loss: Tensor | None, epoch: int, number: int) -> None:
+        """Stop or count the skip; ``loss`` is None on a rank whose own loss was finite."""
+        value = "on another process" if loss is None else f"({loss.item()})"
+        where = f"non-finite loss {value} at epoch {epoch}, batch {number}"
         if self.config.on_nonfinite == "error":
             raise SdnError(f"{where}; stopping. The last saved checkpoint is intact; try a lower --learning_rate "
                            "(or --on_nonfinite skip)")
@@ -445,18 +506,31 @@ class Trainer:
     def _run_counts(self) -> dict[str, int]:
         return {"bad samples": self.bad_samples, "skipped steps": self.skipped_steps}
 
-    def _stop_if_requested(self, epoch: int, batch: int, meter: MeanMeter) -> None:
-        """Stop at this step boundary when any rank was signalled (all ranks stop at the same step)."""
-        if not any_across(self.stop_signal is not None, self.context, self.device):
+    def _stop_if_requested(self, epoch: int, batch: int, meter: MeanMeter, *, agree: bool = False) -> None:
+        """Stop at this step boundary when any rank was signalled (all ranks stop at the same step).
+
+        Under DDP a rank learns of another's signal from the flag riding on each step's skip
+        all-reduce (:meth:`_agree`), so a boundary after a step costs no collective; ``agree``
+        adds one where the ranks may not have just agreed (the end of the epoch). The position
+        saved holds the epoch's meter of all ranks (only rank 0 loads it on resume) and the run's
+        counters, which every rank holds alike.
+        """
+        if self.context.enabled and agree:
+            self._agree()
+        if not (self._stop_agreed if self.context.enabled else self.stop_signal is not None):
             return
-        position = {"batch": batch, "meter": meter.state_dict(), "bad": self.bad_samples,
+        reduced = meter.reduced(self._metric_names(), self.context, self.device)
+        position = {"batch": batch, "meter": reduced.state_dict(), "bad": self.bad_samples,
                     "skipped": self.skipped_steps}
         self.save(epoch, self.last_path, position=position)
         raise Preempted(self.stop_signal or signal.SIGTERM, epoch, batch, self.last_path)
 
     @torch.no_grad()
     def validate(self, epoch: int, loaders: list[EpochLoader]) -> dict[str, float]:
+        """The epoch's validation means over all ranks; every rank validates with rank 0's BatchNorm
+        statistics (each rank's own training forwards left it its own)."""
         self.model.eval()
+        broadcast_buffers(self.model, self.context)
         meter = MeanMeter()
         for _, batches, _ in self._batches(loaders, epoch, f"val {epoch}"):
             with self._autocast():
@@ -466,14 +540,19 @@ class Trainer:
                 # resume redoes this validation; the epoch's training is kept. (Under DDP ranks
                 # validate different numbers of batches, so they stop only between phases.)
                 self._stop_if_requested(epoch, self._n_train_batches, self._epoch_meter)
-        means = meter.reduced(self.context, self.device).means()
+        means = meter.reduced(self._metric_names(), self.context, self.device).means()
         self.logs.val.log({"epoch": epoch, **means})
         self._tensorboard("val", means, epoch)
         print(f"validation at epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
         return means
 
     def save(self, epoch: int, path: str, position: dict | None = None) -> None:
-        """A checkpoint resuming after ``epoch``, or inside it at ``position`` (written by rank 0)."""
+        """A checkpoint resuming after ``epoch``, or inside it at ``position``.
+
+        Every rank calls it: under DDP each rank's random streams are gathered (``rank_rng_states``,
+        so each rank resumes its own); rank 0 writes the file.
+        """
+        rng_states = gather(capture_rng_state(), self.context)
         if not self.context.is_main:
             return
         optimizer = self.schedule.optimizer_for(epoch)
@@ -483,12 +562,14 @@ class Trainer:
             model=self.model,
             optimizer_state=optimizer.state_dict(),
             **self.schedule.state_dict(),
-            rng_state=capture_rng_state(),
+            rng_state=rng_states[0],
             config=_plain_config(self.config.options),
             class_names=list(self.class_names),
         )
         if position:
             checkpoint["position"] = position
+        if self.context.enabled:
+            checkpoint["rank_rng_states"] = rng_states
         if self.scaler is not None:
             checkpoint["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(path, checkpoint)
@@ -496,26 +577,21 @@ class Trainer:
     def end_epoch(self, epoch: int) -> None:
         """``save_{epoch}.pth`` every ``--checkpoint`` epochs, and ``last.pth`` always."""
         self._check_replicas()
-        if not self.context.is_main:
-            return
-        if epoch % self.config.checkpoint_every == 0:
-            path = os.path.join(self.config.result_path, f"save_{epoch}.pth")
-            self.save(epoch, path)
+        periodic = epoch % self.config.checkpoint_every == 0
+        path = os.path.join(self.config.result_path, f"save_{epoch}.pth") if periodic else self.last_path
+        self.save(epoch, path)
+        if periodic and self.context.is_main:
             link_checkpoint(path, self.last_path)
-        else:
-            self.save(epoch, self.last_path)
 
     def _check_replicas(self) -> None:
         """Under DDP, make sure every rank holds the same weights before one of them is saved.
 
-        BatchNorm running statistics are local to each rank between forwards (DDP broadcasts rank
-        0's at the start of each forward), so they are taken from rank 0 first, as the next
-        forward would; parameters must agree bitwise on their own.
+        BatchNorm running statistics are local to each rank between forwards, so they are taken
+        from rank 0 first, as the next forward would; parameters must agree bitwise on their own.
         """
         if not self.context.enabled:
             return
-        for buffer in self.model.buffers():
-            torch.distributed.broadcast(buffer, src=0)
+        broadcast_buffers(self.model, self.context)
         digests = gather(content_digest(self.model.state_dict()), self.context)
         if len(set(digests)) != 1:
             raise SdnError(f"the {self.context.world_size} processes hold different weights; the run is not "
