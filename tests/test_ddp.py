@@ -99,7 +99,23 @@ def _stop_on_rank_1_at_batch_2(rank: int) -> None:
     Trainer._optimizer_steps = optimizer_steps
 
 
-PATCHES = {"nan": _nan_on_rank_1_at_batch_2, "stop": _stop_on_rank_1_at_batch_2}
+def _unreadable_on_rank_1_at_batch_2(rank: int) -> None:
+    """Rank 1's training batch 2 of epoch 1 has no readable clip (as with ``--on_bad_sample skip``)."""
+    from sdn.engine import trainer
+
+    real, calls = trainer.collate_clips, []
+
+    def collate(items):
+        calls.append(len(items))
+        if rank == 1 and len(calls) == 2:
+            return {"bad_samples": [f"unreadable clip {i}" for i in range(len(items))]}
+        return real(items)
+
+    trainer.collate_clips = collate  # the loaders, built later, take this one
+
+
+PATCHES = {"nan": _nan_on_rank_1_at_batch_2, "stop": _stop_on_rank_1_at_batch_2,
+           "unreadable": _unreadable_on_rank_1_at_batch_2}
 
 
 def _worker(rank: int, world: int, port: int, argv: list[str], patch: str | None, out: str) -> None:
@@ -172,6 +188,18 @@ def test_a_non_finite_loss_on_one_rank_is_skipped_by_all(data, tmp_path):
     assert row["skipped steps"] == "1" and all(value != "nan" for value in row.values())
     batches = (result / "train_batch.log").read_text().splitlines()[1:]
     assert [line.split("\t")[1] for line in batches] == ["1", "3"]  # batch 2 skipped on both ranks
+
+
+@pytest.mark.slow
+def test_an_unreadable_batch_on_one_rank_is_skipped_by_all(data, tmp_path):
+    result = tmp_path / "run"
+    ranks = run_ranks([*flags(data, result), "--on_bad_sample", "skip"], tmp_path / "ranks", patch="unreadable")
+    assert [rank["rc"] for rank in ranks] == [0, 0], [rank["stderr"] for rank in ranks]
+    assert ranks[0]["parameters"] == ranks[1]["parameters"]
+    (row,) = epoch_rows(result)
+    assert row["bad samples"] == "2"  # rank 1's two clips, counted on every rank
+    batches = (result / "train_batch.log").read_text().splitlines()[1:]
+    assert [line.split("\t")[1] for line in batches] == ["1", "3"]
 
 
 @pytest.mark.slow
