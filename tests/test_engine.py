@@ -692,3 +692,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(synth_data, mode, mo
         text = (second / name).read_text()
         assert text.count("epoch\t") == 1
         assert text == (first / name).read_text(), name
+
+
+def test_a_validation_set_without_one_whole_batch_is_refused_up_front():
+    items = unmasked_items(3, seed=0)
+    assert len(loader(items, batch_size=2, drop_last=True)) == 1
+    with pytest.raises(SdnError, match="3 clips give no batch of 4 on any process"):
+        EpochLoader(ListDataset(items), batch_size=4, shuffle=False, drop_last=True, sharding="strided")
+    assert len(EpochLoader(ListDataset(items), batch_size=4, drop_last=False, sharding="strided")) == 1

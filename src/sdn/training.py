@@ -26,6 +26,7 @@ from sdn.data.transforms import (LoopPadding, TemporalRandomCrop, clip_normalize
 from sdn.distributed import SINGLE, Context, init_from_environment, shutdown
 from sdn.engine.objectives import Objective, build_objective
 from sdn.engine.optim import OptimizerConfig, OptimizerSchedule
+from sdn.engine.precision import check_amp
 from sdn.engine.testing import run_test
 from sdn.engine.trainer import EpochLoader, Preempted, RunLogs, Trainer, TrainerConfig, open_logs
 from sdn.engine.wrapping import training_wrapper
@@ -121,15 +122,15 @@ def resume(path: str, opt: Any, model: nn.Module, schedule: OptimizerSchedule | 
     return begin_epoch, checkpoint
 
 
-def restore_rank_rng(checkpoint: dict[str, Any], context: Context) -> None:
+def restore_rank_rng(checkpoint: dict[str, Any], context: Context, device: torch.device) -> None:
     """Continue this rank's saved random streams: its own when the run had as many processes;
     else rank 0's on rank 0 only, the others keeping their per-rank seeds (copies would draw alike).
     Called after the per-rank seeding, which would otherwise undo it."""
     states = checkpoint.get("rank_rng_states")
     if states is not None and len(states) == context.world_size:
-        restore_rng_state(states[context.rank])
+        restore_rng_state(states[context.rank], device)
     elif "rng_state" in checkpoint and context.is_main:
-        restore_rng_state(checkpoint["rng_state"])
+        restore_rng_state(checkpoint["rng_state"], device)
 
 
 def run_training(opt: Any) -> int:
@@ -160,6 +161,7 @@ def _run(opt: Any, mode: str, context: Context, use_cuda: bool) -> int:
 
     seed_everything(opt.manual_seed)  # the same initial weights on every rank
     device = torch.device("cuda", context.local_rank) if use_cuda else torch.device("cpu")
+    check_amp(opt.amp, device)  # before any data is read: a CPU that would emulate bf16 is refused
     torch.backends.cudnn.benchmark = opt.cudnn_benchmark
     model = build_run_model(opt)
     if context.enabled and opt.sync_bn:
@@ -182,7 +184,7 @@ def _run(opt: Any, mode: str, context: Context, use_cuda: bool) -> int:
     position = resumed.get("position")
     seed_everything(opt.manual_seed + context.rank)  # per-rank streams from here on
     if schedule is not None:
-        restore_rank_rng(resumed, context)  # a resumed run continues the saved ones
+        restore_rank_rng(resumed, context, device)  # a resumed run continues the saved ones
 
     config = TrainerConfig.from_options(opt)
     resume_at = (begin_epoch, position["batch"] if position else 0) if resume_path else None

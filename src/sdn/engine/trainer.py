@@ -33,6 +33,7 @@ from sdn.config import opts_dict
 from sdn.engine.logger import TabLogger, drop_rows_after
 from sdn.engine.objectives import Objective
 from sdn.engine.optim import OptimizerSchedule
+from sdn.engine.precision import check_amp
 from sdn.distributed import SINGLE, Context, broadcast_buffers, gather, sum_across
 from sdn.errors import SdnError
 from sdn.methods.base import BatchTransform
@@ -113,6 +114,10 @@ class EpochLoader:
         if self.n_batches == 0 and sharding == "padded":
             raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} per process (drop_last={drop_last}); "
                            "lower the batch size or add videos")
+        largest_shard = math.ceil(len(dataset) / context.world_size)  # rank 0's; a smaller one may be empty
+        if (largest_shard // batch_size if drop_last else largest_shard) == 0:
+            raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} on any process (incomplete batches "
+                           "are dropped in this mode); lower the batch size or add videos")
 
     def epoch(self, epoch: int, start_batch: int = 0) -> DataLoader:
         """The loader for ``epoch``, starting at batch ``start_batch`` (0-based)."""
@@ -303,8 +308,7 @@ class Trainer:
         self.train_model = model if train_model is None else train_model
         self.batch_transform = batch_transform
         self.progress = config.progress and context.is_main
-        if config.amp == "fp16" and device.type != "cuda":
-            raise SdnError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
+        check_amp(config.amp, device)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.stop_signal: int | None = None
@@ -552,7 +556,7 @@ class Trainer:
         Every rank calls it: under DDP each rank's random streams are gathered (``rank_rng_states``,
         so each rank resumes its own); rank 0 writes the file.
         """
-        rng_states = gather(capture_rng_state(), self.context)
+        rng_states = gather(capture_rng_state(self.device), self.context)
         if not self.context.is_main:
             return
         optimizer = self.schedule.optimizer_for(epoch)
