@@ -317,14 +317,14 @@ class Job:
 
 
 def _train_and_measure(job: Job, key: str, run_dirs: dict[str, Path]) -> dict[str, Any]:
-    from sdn.config import build_parser, resolve
+    from sdn.config import parse_opts
     from sdn.training import run_training  # the worker trains as `sdn train` does, from the same flags
 
     method = METHODS[key]
     root = dataset_dir(job.out, job.seed, None if method.data == "unbiased" else job.bias)
     run_dirs[key].mkdir(parents=True, exist_ok=True)
     argv = train_argv(method, job.config, root, job.places, run_dirs, job.seed)
-    status = quietly(lambda: run_training(resolve(build_parser().parse_args(argv))), run_dirs[key] / "train_output.txt")
+    status = quietly(lambda: run_training(parse_opts(argv)), run_dirs[key] / "train_output.txt")
     if status:
         raise SdnError(f"{run_dirs[key]}: training {key} failed (see train_output.txt)")
     checkpoint = checkpoint_path(run_dirs[key], job.config, method.phases)
@@ -334,15 +334,15 @@ def _train_and_measure(job: Job, key: str, run_dirs: dict[str, Path]) -> dict[st
 
 
 def _static_reference(job: Job) -> dict[str, Any]:
-    from sdn.config import build_parser
+    from sdn.config import parse_opts
     from sdn.methods.frame_reference import default_normalize
     from sdn.static_reference import measure_static_reference
 
     root = dataset_dir(job.out, job.seed, job.bias)
     directory = run_dir(job.out, job.seed, job.bias, STATIC_REFERENCE)
     directory.mkdir(parents=True, exist_ok=True)
-    opt = build_parser().parse_args([
-        "--dataset", "kinetics", "--video_path", str(root / "jpg"), "--annotation_path", str(root / "kinetics.json"),
+    opt = parse_opts([
+        "--root_path", "", "--dataset", "kinetics", "--video_path", str(root / "jpg"), "--annotation_path", str(root / "kinetics.json"),
         "--sample_size", str(job.config.sample_size), "--sample_duration", str(job.config.sample_duration),
         "--n_val_samples", "1", "--manual_seed", str(job.seed + 1)])
     splits = [str(root / "splits" / split) for split in SPLITS]
