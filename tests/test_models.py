@@ -119,6 +119,10 @@ def test_zero_pad_shortcut_values_and_detachment():
     expected = torch.zeros_like(x)
     expected[:, :, ::2, ::2, ::2] = 1
     assert torch.equal(x.grad, expected)
+    last = x.detach().contiguous(memory_format=torch.channels_last_3d)
+    padded = ZeroPadShortcut(planes=8, stride=2)(last)
+    assert padded.is_contiguous(memory_format=torch.channels_last_3d)  # a channels-last network stays so
+    assert torch.equal(padded, out)
 
 
 @pytest.mark.parametrize("detach", [True, False])

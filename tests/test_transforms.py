@@ -26,6 +26,7 @@ from sdn.data.transforms import (
     TemporalBeginCrop,
     TemporalCenterCrop,
     TemporalRandomCrop,
+    input_preparation,
     test_spatial_transform,
     train_spatial_transform,
     val_spatial_transform,
@@ -284,6 +285,16 @@ def test_clip_normalize_output_is_contiguous_whatever_the_input_layout():
     out = normalize(channels_last.permute(1, 0, 2, 3))
     assert out.is_contiguous()
     assert torch.equal(out, normalize(frames.permute(1, 0, 2, 3).contiguous()))
+
+
+def test_clip_normalize_makes_a_channels_last_batch_in_its_one_copy():
+    batch = torch.randint(0, 256, (2, 3, 4, 6, 5), dtype=torch.uint8)
+    normalize = ClipNormalize(get_mean(), get_std())
+    out = normalize(batch, torch.channels_last_3d)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) and not out.is_contiguous()
+    assert torch.equal(out, normalize(batch))  # the same values, only the layout differs
+    prepare = input_preparation(normalize, "cpu", channels_last=True)
+    assert prepare(batch).is_contiguous(memory_format=torch.channels_last_3d)
 
 
 def test_compose_forwards_randomize_in_order():

@@ -55,13 +55,14 @@ class ClipNormalize(nn.Module):
         self._divide_by_norm = self.norm_value != 1.0
         self._divide_by_std = any(float(value) != 1.0 for value in std)
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+    def forward(self, clips: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+        """``memory_format`` (``channels_last_3d`` for a batch) is the layout of the result, made in the one
+        float copy rather than by a second one."""
         if clips.dim() not in (4, 5) or clips.shape[-4] != 3:
             raise ValueError(f"expected a clip [3,T,H,W] or a batch [B,3,T,H,W], got {tuple(clips.shape)}")
-        # A fresh float32 copy (the in-place steps never touch the caller's clips), contiguous
-        # whatever the input layout: broadcasting over channels is fast then, and the model
-        # always sees the same memory format.
-        x = clips.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+        # A fresh float32 copy (the in-place steps never touch the caller's clips), in the given
+        # layout whatever the input's: the model always sees the same memory format.
+        x = clips.to(torch.float32, memory_format=memory_format, copy=True)
         if self._divide_by_norm:
             x.div_(self.norm_value)
         x.sub_(self.mean)
@@ -111,7 +112,7 @@ def input_preparation(normalize: ClipNormalize, device: torch.device | str,
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
 
     def prepare(clip: torch.Tensor) -> torch.Tensor:
-        return normalize(clip.to(normalize.mean.device, non_blocking=True)).contiguous(memory_format=memory_format)
+        return normalize(clip.to(normalize.mean.device, non_blocking=True), memory_format)
 
     return prepare
 

@@ -63,10 +63,15 @@ class ZeroPadShortcut(nn.Module):
         self.detach = detach
 
     def forward(self, x: Tensor) -> Tensor:
-        out = x[:, :, :: self.stride, :: self.stride, :: self.stride]
-        b, c, t, h, w = out.shape
-        out = torch.cat([out, out.new_zeros(b, self.planes - c, t, h, w)], dim=1)
-        return out.detach() if self.detach else out
+        kept = x[:, :, :: self.stride, :: self.stride, :: self.stride]
+        b, c, t, h, w = kept.shape
+        # Written into one tensor of the input's layout: a channels-last network keeps channels-last.
+        layout = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) \
+            and not x.is_contiguous() else torch.contiguous_format
+        out = torch.empty((b, self.planes, t, h, w), dtype=x.dtype, device=x.device, memory_format=layout)
+        out[:, c:].zero_()
+        out[:, :c] = kept.detach() if self.detach else kept
+        return out
 
     def extra_repr(self) -> str:
         return f"planes={self.planes}, stride={self.stride}, detach={self.detach}"
