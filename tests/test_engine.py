@@ -28,7 +28,7 @@ from sdn.checkpoint import read_checkpoint
 from sdn.config import parse_opts
 from sdn.data.synth import generate
 from sdn.engine.logger import TabLogger
-from sdn.engine.objectives import Baseline, FullSDN, SceneAdversarial, build_objective
+from sdn.engine.objectives import Baseline, FullSDN, SceneAdversarial, build_objective, read_metrics
 from sdn.engine.optim import OptimizerConfig, OptimizerSchedule
 from sdn.engine.trainer import EpochLoader, Trainer, TrainerConfig, open_logs
 from sdn.errors import SdnError
@@ -261,7 +261,7 @@ def test_place_entropy_term_is_weighted_in_training_unweighted_in_validation_fro
 
     def total(steps) -> float:
         (step,) = list(steps)
-        assert step.metrics["loss total"][0] == pytest.approx(step.loss.item())
+        assert read_metrics(step.metrics)["loss total"][0] == pytest.approx(step.loss.item())
         return step.loss.item()
 
     model = lambda clip: out  # noqa: E731

@@ -54,9 +54,14 @@ def scene_loss(soft: bool) -> nn.Module:
     return SoftCrossEntropy() if soft else nn.CrossEntropyLoss()
 
 
-def top1_correct(logits: Tensor, target: Tensor) -> int:
-    """Number of samples whose arg-max equals the target (soft targets through their arg-max)."""
+def top1_hits(logits: Tensor, target: Tensor) -> Tensor:
+    """Number of samples whose arg-max equals the target (soft targets through their arg-max), on the device."""
     if target.dim() == 2:
         target = target.argmax(dim=1)
-    return int((logits.argmax(dim=1) == target).sum().item())
+    return (logits.argmax(dim=1) == target).sum()
+
+
+def top1_correct(logits: Tensor, target: Tensor) -> int:
+    """:func:`top1_hits` as a Python int."""
+    return int(top1_hits(logits, target).item())
 

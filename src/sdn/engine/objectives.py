@@ -8,7 +8,9 @@ step B. Losses are produced lazily (a generator), so the masked forward pass see
 after step A.
 
 Each yielded ``Step`` carries the loss and the numbers to log, as ``{column: (value, count)}``,
-so epoch means are weighted by batch size as the original's ``AverageMeter``. ``columns`` are the
+so epoch means are weighted by batch size as the original's ``AverageMeter``. Values stay tensors
+on the device; the trainer reads all of an iteration's at once (one device-to-host copy, not one
+per number, which on a GPU would each wait for the queue to drain). ``columns`` are the
 original log columns of the mode; ``extra_columns`` are sdn's additions, written after them.
 
 Every objective also says what it needs (the :class:`Objective` protocol): how many loaders feed
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdn.errors import SdnError
-from sdn.losses import EntropyLoss, scene_loss, top1_correct
+from sdn.losses import EntropyLoss, scene_loss, top1_hits
 from sdn.methods.albar import COLUMNS as ALBAR_COLUMNS
 from sdn.methods.albar import AlbarWeights, albar_terms
 from sdn.models import SDNOutput
@@ -36,21 +38,36 @@ from sdn.models import SDNOutput
 Model = Callable[[Tensor], SDNOutput]
 
 
+Metric = tuple["Tensor | float", int]  # (value, count): a 0-d tensor (read later) or a plain number
+
+
 @dataclass
 class Step:
     """One loss to back-propagate, and the values it contributes to the logs."""
 
     loss: Tensor
-    metrics: dict[str, tuple[float, int]] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
 
 
-def _acc(logits: Tensor, target: Tensor) -> tuple[float, int]:
-    n = logits.shape[0]
-    return (top1_correct(logits, target) / n if n else 0.0), n
+def _acc(logits: Tensor, target: Tensor) -> Metric:
+    n = logits.shape[0]  # float64 division of the counts: the same number as Python's correct / n
+    return (top1_hits(logits, target).double() / n if n else 0.0), n
 
 
-def _val(value: Tensor, n: int) -> tuple[float, int]:
-    return value.item(), n
+def _val(value: Tensor, n: int) -> Metric:
+    return value.detach(), n
+
+
+def read_metrics(metrics: dict[str, Metric]) -> dict[str, tuple[float, int]]:
+    """The values as Python floats, read from the device in one copy (float64 keeps each exactly)."""
+    names = [name for name, (value, _) in metrics.items() if isinstance(value, Tensor)]
+    if not names:
+        return dict(metrics)
+    values = torch.stack([metrics[name][0].detach().to(torch.float64).reshape(()) for name in names]).tolist()
+    read = dict(metrics)
+    for name, value in zip(names, values):
+        read[name] = (value, metrics[name][1])
+    return read
 
 
 class ActionLoss(nn.Module):
@@ -246,7 +263,7 @@ class FullSDN(SceneAdversarial):
         out = model(batch["clip"])
         loss = self.mask_loss(out, batch["label"])
         n = batch["label"].shape[0]
-        masked = batch["is_masking"].float().mean().item() if n else 0.0
+        masked = batch["is_masking"].float().mean() if n else 0.0
         return Step(loss, {
             "loss mask": _val(loss, n),
             "acc mask": _acc(self.mask_loss.logits(out), batch["label"]),

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from sdn.checkpoint import capture_rng_state, content_digest, link_checkpoint, make_checkpoint, save_checkpoint
 from sdn.config import opts_dict
 from sdn.engine.logger import TabLogger, drop_rows_after
-from sdn.engine.objectives import Objective
+from sdn.engine.objectives import Objective, read_metrics
 from sdn.engine.optim import OptimizerSchedule
 from sdn.engine.precision import check_amp
 from sdn.distributed import SINGLE, Context, broadcast_buffers, gather, sum_across
@@ -479,7 +479,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=self.config.zero_grad_to_none)
             self._backward_and_step(step.loss, optimizer)
             current.update(step.metrics)
-        return current
+        return read_metrics(current)
 
     def _skips(self, loss: Tensor, epoch: int, number: int) -> bool:
         """Whether a non-finite loss ends this iteration (or the run, with ``on_nonfinite="error"``).
@@ -539,7 +539,7 @@ class Trainer:
         for _, batches, _ in self._batches(loaders, epoch, f"val {epoch}"):
             with self._autocast():
                 for step in self.objective.validation_steps(self.model, batches, epoch):
-                    meter.update(step.metrics)
+                    meter.update(read_metrics(step.metrics))
             if self._epoch_meter is not None and not self.context.enabled:
                 # resume redoes this validation; the epoch's training is kept. (Under DDP ranks
                 # validate different numbers of batches, so they stop only between phases.)

@@ -90,7 +90,7 @@ def gradient_penalty(logits: Tensor, inputs: Tensor, create_graph: bool) -> Tens
 
 
 def albar_terms(model, clips: Tensor, labels: Tensor, weights: AlbarWeights, frames: Tensor | None = None,
-                create_graph: bool = True) -> tuple[Tensor, dict[str, tuple[float, int]]]:
+                create_graph: bool = True) -> tuple[Tensor, dict[str, tuple[Tensor | float, int]]]:
     """ALBAR's added loss on the static clips of ``clips`` (normalised ``[B, 3, T, H, W]``), and its metrics.
 
     ``frames``: the frame each static clip repeats (default: the middle one). ``create_graph``
@@ -106,12 +106,12 @@ def albar_terms(model, clips: Tensor, labels: Tensor, weights: AlbarWeights, fra
     penalty = gradient_penalty(logits, still, create_graph) if weights.gradient_penalty > 0 \
         else logits.new_zeros(())
     added = -weights.adversarial * cross_entropy - weights.entropy * spread + weights.gradient_penalty * penalty
-    correct = (logits.argmax(dim=1) == labels).float().mean().item() if batch_size else 0.0
-    return added, {
-        "loss albar": (added.item(), batch_size),
-        "loss static": (cross_entropy.item(), batch_size),
-        "entropy static": (spread.item(), batch_size),
-        "grad penalty": (penalty.item(), batch_size),
+    correct = (logits.argmax(dim=1) == labels).float().mean() if batch_size else 0.0
+    return added, {  # tensors on the device: the trainer reads an iteration's values at once
+        "loss albar": (added.detach(), batch_size),
+        "loss static": (cross_entropy.detach(), batch_size),
+        "entropy static": (spread.detach(), batch_size),
+        "grad penalty": (penalty.detach(), batch_size),
         "acc static": (correct, batch_size),
     }
 
