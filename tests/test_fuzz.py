@@ -1135,6 +1135,7 @@ def damaged_npy_files(draw):
     return bytes(data)
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(content=damaged_npy_files(), reader=st.sampled_from(["raw", "scene", "detections"]))
 def test_fuzz_truncated_and_corrupted_pickles(workdir, content, reader):
@@ -1154,6 +1155,25 @@ def test_fuzz_truncated_and_corrupted_pickles(workdir, content, reader):
                 outcome(lambda: HumanDetections.from_path(str(folder), "training"), target)
             outcome(lambda: prepare_formats.load(target), target)
         assert os.listdir(folder) == [target.name]
+
+
+# Found by the property above: a dtype state NumPy's __setstate__ fails on with a SystemError.
+MALFORMED_DTYPE_STATE = (
+    b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (), }" + b" " * 63 + b"\n"
+    b"\x80\x04\x95\xf4\x00\x00\x00\x00\x00\x00\x00\x8c\x16numpy._core.multiarray\x94\x8c\x0c_reconstruct\x94\x93\x94"
+    b"\x8c\x05numpy\x94\x8c\x07ndarray\x94\x93\x94K\x00\x85\x94C\x01b\x94\x87\x94R\x94(K\x01)h\x03\x8c\x05dtype\x94"
+    b"\x93\x94\x8c\x02O8\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01|\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?t\x94b\x89]"
+    b"\x94}\x94\x8c\x01a\x94}\x94\x8c\x02v1\x94}\x94(\x8c\x08pred_cls\x94K\x00\x8c\x05probs\x94h\x02h\x05K\x00\x85"
+    b"\x94h\x07\x87\x94R\x94(K\x01K\x01\x85\x94h\x0b\x8c\x02f4\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01<2\x94NNN"
+    b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94b\x89C\x04\x00\x00\x00\x00\x94t\x94bussat\x94b.")
+
+
+def test_a_dtype_state_numpy_cannot_set_is_a_clear_error(tmp_path):
+    path = tmp_path / "labels.npy"
+    path.write_bytes(MALFORMED_DTYPE_STATE)
+    with pytest.raises(SdnError, match="not a readable .npy pickle") as error:
+        load_pickled_npy(path)
+    assert_clear(error.value, path)
 
 
 HEADER_VALUES = {

@@ -45,7 +45,8 @@ _ALLOWED_GLOBALS[("collections", "OrderedDict")] = OrderedDict
 # Errors a truncated or garbage payload can raise while being parsed or unpickled.
 _PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
                  IndexError, KeyError, struct.error, OverflowError, MemoryError, UnicodeDecodeError,
-                 RecursionError)  # np.dtype of a deeply nested descriptor
+                 RecursionError,  # np.dtype of a deeply nested descriptor
+                 SystemError)  # np.dtype.__setstate__ of some malformed states "returned NULL without setting an exception"
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

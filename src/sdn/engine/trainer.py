@@ -344,9 +344,10 @@ class Trainer:
         """Yield (batch number from 1, batches moved to the device, seconds spent waiting for data).
 
         Batches whose clips were all unreadable (``--on_bad_sample skip``) are recorded and skipped
-        (in DDP training on every rank alike, see :meth:`_readable`). In training, the debiasing transform changes the first loader's batch (in the full SDN mode
-        the unmasked one; the human-masked batch serves the mask loss as it is), with draws seeded
-        by (seed, epoch, batch, rank), so a resumed run repeats them.
+        (in DDP training on every rank alike, see :meth:`_readable`). In training, the debiasing
+        transform changes the first loader's batch (in the full SDN mode the unmasked one; the
+        human-masked batch serves the mask loss as it is), with draws seeded by (seed, epoch,
+        batch, rank), so a resumed run repeats them.
         """
         total = min(len(loader) for loader in loaders)
         iterators = [iter(loader.epoch(epoch, start)) for loader in loaders]
