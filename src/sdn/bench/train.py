@@ -186,6 +186,23 @@ class Iteration:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def host_syncs(self) -> int | None:
+        """Times one iteration makes the host wait for the GPU (``.item()``, device-to-host copies):
+        counted from CUDA's sync debug warnings over one step; None off CUDA, where there is no queue."""
+        if self.device.type != "cuda":
+            return None
+        import warnings
+
+        previous = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.trainer.step(self.batches, EPOCH, 1)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+        return sum("synchronizing" in str(warning.message) for warning in caught)
+
     def count_flops(self) -> float:
         """FLOPs of the iteration's forward and backward passes (fp32, uncompiled model)."""
         from torch.utils.flop_counter import FlopCounterMode
@@ -263,6 +280,7 @@ def run_train(s: TrainSettings, progress: Callable[[str], None] | None = None) -
             "clips_per_s": s.batch_size / seconds,
             "gflop_per_s": flops / seconds / 1e9,
             "of_fp32_peak": flops / seconds / 1e9 / peak[FP32_PEAK],
+            "host_syncs": iterations[variant].host_syncs(),
             "rounds": samples[variant].as_dict(),
         }
     reference = rows["fp32"]["clips_per_s"]
@@ -297,10 +315,12 @@ def render_train(result: dict[str, Any]) -> str:
             f"measured matmul peak ({result['matmul_size']}^2, best round): fp32 {number(peak['fp32'])} GFLOP/s, "
             f"bf16 {number(peak['bf16'])} GFLOP/s")
     rows = [[name, f"{row['s_per_step']:.3f}", number(row["clips_per_s"]), number(row["gflop_per_s"]),
-             f"{100 * row['of_fp32_peak']:.0f}%", f"{row['vs_fp32']:.2f}x"]
+             f"{100 * row['of_fp32_peak']:.0f}%", f"{row['vs_fp32']:.2f}x",
+             "n/a" if row.get("host_syncs") is None else str(row["host_syncs"])]
             for name, row in result["variants"].items()]
     notes = "".join(f"\nnote: {note}" for note in result.get("notes", []))
-    return head + "\n" + table(["option", "s/step", "clips/s", "GFLOP/s", "of fp32 peak", "vs fp32 eager"], rows) + notes
+    columns = ["option", "s/step", "clips/s", "GFLOP/s", "of fp32 peak", "vs fp32 eager", "host syncs/step"]
+    return head + "\n" + table(columns, rows) + notes
 
 
 def panel_train(result: dict[str, Any]) -> Panel:
