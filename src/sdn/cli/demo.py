@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: demo_out)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help=f"a first look ({QUICK.seeds} seeds, bias "
-                      f"{QUICK.top_bias:g}, methods {', '.join(QUICK.method_keys())}; about 2 minutes on 2 CPU cores)")
+                      f"{QUICK.top_bias:g}, methods {', '.join(QUICK.method_keys())}; 0.5-2 minutes on 2 CPU cores)")
     size.add_argument("--full", action="store_true", help=f"everything, {FULL.seeds} seeds: biases {', '.join(map(str, FULL.biases))}, "
                       f"all methods ({', '.join(FULL.method_keys())}); about an hour on 2 CPU cores, estimated from "
                       "the default run's per-method costs")
