@@ -24,7 +24,7 @@ from sdn.errors import SdnError
 from sdn.io import atomic_write_json
 from sdn.methods import CHOICES as DEBIAS_CHOICES
 from sdn.methods import METHODS
-from sdn.models.registry import FAMILIES, INPUT_NORMS, arch_name, family_of
+from sdn.models.registry import FAMILIES, INPUT_NORMS, TORCHVISION_WEIGHTS, arch_name, family_of
 
 DATASETS = (
     "kinetics",
@@ -37,7 +37,6 @@ DATASETS = (
     "diving48",
 )
 MASK_LOSSES = ("original", "paper", "cross_entropy")
-TORCHVISION_WEIGHTS = "torchvision:"  # --pretrain_path torchvision:NAME: torchvision's weights from torch's hub cache
 
 def _add_original_options(parser: argparse.ArgumentParser) -> None:
     """The options of the original libs/opts.py, in its definition order."""

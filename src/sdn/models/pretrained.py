@@ -30,9 +30,8 @@ from torch import Tensor, nn
 
 from sdn.checkpoint import LoadReport, check_arch, load_pretrained, model_state, read_checkpoint, strip_prefix
 from sdn.errors import SdnError
-from sdn.models.registry import FAMILIES
+from sdn.models.registry import FAMILIES, TORCHVISION_WEIGHTS
 
-TORCHVISION_PREFIX = "torchvision:"
 HEAD_MODULES = ("hm_mlp", "place_mlp")
 _SHOWN = 3  # problem keys named in an error
 
@@ -40,11 +39,11 @@ _SHOWN = 3  # problem keys named in an error
 def apply_pretrained_weights(model: nn.Module, path: str, *, arch: str, allow_pickle: bool = False) -> LoadReport:
     """Load ``path`` (a file or ``torchvision:NAME``) into ``model`` built as ``arch``; report what was loaded."""
     family = torchvision_family(arch)
-    if path.startswith(TORCHVISION_PREFIX):
+    if path.startswith(TORCHVISION_WEIGHTS):
         if family is None:
             raise SdnError(f"--pretrain_path {path}: torchvision weights exist only for torchvision's video models "
                            f"({', '.join(torchvision_archs())}), not {arch}")
-        path = cached_torchvision_weights(arch, path[len(TORCHVISION_PREFIX):])
+        path = cached_torchvision_weights(arch, path[len(TORCHVISION_WEIGHTS):])
     checkpoint = read_checkpoint(path, allow_pickle=allow_pickle)
     if family is None or "state_dict" in checkpoint or "arch" in checkpoint:
         check_arch(checkpoint, arch, path)
@@ -55,13 +54,13 @@ def apply_pretrained_weights(model: nn.Module, path: str, *, arch: str, allow_pi
 def torchvision_family(arch: str) -> ModuleType | None:
     """The implementation module of a torchvision family called ``arch``, or ``None`` for the 2018 families."""
     family = FAMILIES.get(arch)
-    if family is None or family.depths:
+    if family is None or not family.is_torchvision:
         return None
     return importlib.import_module(family.module)
 
 
 def torchvision_archs() -> list[str]:
-    return [name for name, family in FAMILIES.items() if not family.depths and family.input_norm == "torchvision"]
+    return [name for name, family in FAMILIES.items() if family.is_torchvision]
 
 
 def cached_torchvision_weights(arch: str, name: str) -> str:

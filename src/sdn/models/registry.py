@@ -16,6 +16,7 @@ from typing import Callable
 from sdn.errors import SdnError
 
 INPUT_NORMS = ("original", "torchvision")
+TORCHVISION_WEIGHTS = "torchvision:"  # --pretrain_path torchvision:NAME: torchvision's weights from torch's hub cache
 
 # The (mean, std) on the 0..1 scale that torchvision's video weights were trained with (their
 # ``transforms``): the video ResNets' and S3D's Kinetics-400 values, MViT's, and Swin3D's ImageNet ones.
@@ -42,6 +43,11 @@ class Family:
     depths: tuple[int, ...] = ()
     input_norm: str = "original"
     torchvision_norm: tuple[tuple[float, ...], tuple[float, ...]] = KINETICS_NORM
+
+    @property
+    def is_torchvision(self) -> bool:
+        """One of torchvision's video models (its name, not a depth, fixes the architecture)."""
+        return not self.depths
 
     def builder(self) -> Callable:
         """The implementation's ``build`` (imports it, and torch, now)."""
