@@ -3,9 +3,10 @@
 :meth:`Trainer.fit` runs the epochs as the original ``main_*`` loops: train, validate, step the LR
 scheduler of the epoch's optimizer with the validation total loss (only when both ran), save
 ``save_{epoch}.pth`` every ``--checkpoint`` epochs. :meth:`Trainer.step` is one training iteration
-on batches as a loader gives them (the library API's unit, and what ``sdn bench`` times). The checkpoint is written at the end of the epoch, after the
-scheduler step (the original saved before validation and never saved the scheduler), so a resumed
-run continues with exactly the optimizer, scheduler and data order an uninterrupted run would have.
+on batches as a loader gives them (the library API's unit, and what ``sdn bench`` times). The
+checkpoint is written at the end of the epoch, after the scheduler step (the original saved before
+validation and never saved the scheduler), so a resumed run continues with exactly the optimizer,
+scheduler and data order an uninterrupted run would have.
 
 Data randomness is a function of (seed, epoch, sample): each loader reseeds its shuffle generator
 and tells its dataset the epoch before every epoch, so the number of workers does not matter and a
@@ -111,13 +112,11 @@ class EpochLoader:
                                  persistent_workers=workers > 0, timeout=LOADER_TIMEOUT_S if workers else 0)
         shard = self.sampler.shard_size()
         self.n_batches = shard // batch_size if drop_last else math.ceil(shard / batch_size)
-        if self.n_batches == 0 and sharding == "padded":
-            raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} per process (drop_last={drop_last}); "
-                           "lower the batch size or add videos")
-        largest_shard = math.ceil(len(dataset) / context.world_size)  # rank 0's; a smaller one may be empty
+        # Rank 0's shard is the largest (every shard under "padded"): without a batch there, no rank has one.
+        largest_shard = math.ceil(len(dataset) / context.world_size)
         if (largest_shard // batch_size if drop_last else largest_shard) == 0:
-            raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} on any process (incomplete batches "
-                           "are dropped in this mode); lower the batch size or add videos")
+            raise SdnError(f"{len(dataset)} clips give no batch of {batch_size} on any process (drop_last={drop_last}); "
+                           "lower the batch size or add videos")
 
     def epoch(self, epoch: int, start_batch: int = 0) -> DataLoader:
         """The loader for ``epoch``, starting at batch ``start_batch`` (0-based)."""
