@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from head_checks import assert_heads_reverse_their_gradients
 from sdn.errors import SdnError
 from sdn.models import (FAMILIES, GradientReversal, SDNOutput, adversarial_parameter_split, arch_name,
                         build_model, fine_tuning_parameters)
@@ -163,12 +164,7 @@ def test_heads_sit_behind_their_own_reversal():
     assert torch.allclose(out.action, model.fc(f))
     assert torch.allclose(out.place, model.place_mlp(f))
     assert torch.allclose(out.hm, model.hm_mlp(f))
-    for head, reversal, alpha in ((model.place_mlp, model.place_reversal, 0.5), (model.hm_mlp, model.hm_reversal, 2.0)):
-        plain = f.clone().requires_grad_()
-        head(plain).sum().backward()
-        reversed_ = f.clone().requires_grad_()
-        head(reversal(reversed_)).sum().backward()
-        assert torch.allclose(reversed_.grad, -alpha * plain.grad)
+    assert_heads_reverse_their_gradients(model, f, alpha=0.5, alpha_hm=2.0)
 
 
 def test_head_batchnorm_init():

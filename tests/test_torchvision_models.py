@@ -18,6 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
+from head_checks import assert_heads_reverse_their_gradients
 from sdn.errors import SdnError
 from sdn.models import FAMILIES, SDNOutput, adversarial_parameter_split, build_model, fine_tuning_parameters
 from sdn.models.densenet import DENSENET_BLOCKS
@@ -116,12 +117,7 @@ def test_forward_backward_and_reversal(case, clips):
     with torch.no_grad():
         f = model.eval().pooled_features(clips)
     assert f.shape == (2, model.feature_dim)
-    for head, reversal, alpha in ((model.place_mlp, model.place_reversal, 0.5), (model.hm_mlp, model.hm_reversal, 2.0)):
-        plain = f.clone().requires_grad_()
-        head(plain).sum().backward()
-        reversed_ = f.clone().requires_grad_()
-        head(reversal(reversed_)).sum().backward()
-        assert torch.allclose(reversed_.grad, -alpha * plain.grad)
+    assert_heads_reverse_their_gradients(model, f, alpha=0.5, alpha_hm=2.0)
 
 
 def test_torchvision_layout_loads_and_logits_equal_torchvision(case, clips, capsys):
